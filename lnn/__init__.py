@@ -1,0 +1,63 @@
+"""lnn: the torch dynamics core of the executable lecture notes on linear neural networks.
+
+The public API is flat: ``lnn.end_to_end``, ``lnn.balanced_factors``, ``lnn.gradient_descent`` and so on. Each
+function's docstring gives the equation it implements and the chapter that derives it. Modules:
+
+* :mod:`lnn.network`: the end-to-end matrix, the gradient formula, initializations;
+* :mod:`lnn.dynamics`: gradient descent, the normalized step, the end-to-end rule, gradient flow;
+* :mod:`lnn.theory`: the preconditioner ``P_W``, singular-value ODE, convergence bound, loop integrals;
+* :mod:`lnn.tasks`: objectives (regression, sensing, completion) and synthetic targets, the nuclear-norm baseline;
+* :mod:`lnn.tensor`: CP tensor factorization;
+* :mod:`lnn.metrics`: effective rank, balancedness, Schatten norms, deficiency margin.
+
+Tensors default to float64, the precision in which the book checks theorems.
+"""
+
+from .dynamics import (
+    CPProduct,
+    EndToEndRule,
+    FactorProduct,
+    Trajectory,
+    as_value_and_grad,
+    end_to_end_descent,
+    gradient_descent,
+    gradient_flow,
+)
+from .metrics import balancedness, balancedness_gaps, deficiency_margin, effective_rank, nuclear_norm, schatten_norm
+from .network import (
+    balanced_factors,
+    dims_of,
+    end_to_end,
+    factor_gradients,
+    gaussian_factors,
+    identity_factors,
+    orthogonal_factors,
+    partial_products,
+)
+from .tasks import (
+    Completion,
+    LpRegression,
+    MatrixSensing,
+    Objective,
+    diagonal_sensing,
+    low_rank_matrix,
+    nuclear_norm_completion,
+    random_mask,
+    singular_value_threshold,
+)
+from .tensor import cp_component_norms, cp_factor_gradients, cp_gaussian_factors, cp_tensor, random_cp_tensor, unfold
+from .theory import (
+    blowup_time,
+    end_to_end_field,
+    linear_convergence_bound,
+    loop_integral,
+    objective_hessian,
+    preconditioned_gradient,
+    preconditioner_eigenvalues,
+    preconditioner_matrix,
+    scalar_output_velocity,
+    singular_value_closed_form,
+    singular_value_velocity,
+)
+
+__version__ = "0.1.0"

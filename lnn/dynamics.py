@@ -1,0 +1,527 @@
+"""Training dynamics: gradient descent, the normalized global step, the end-to-end rule and gradient flow.
+
+One driver runs every method. A *parametrization* says how parameters produce the end-to-end matrix and which
+direction each parameter moves given ``G = nabla ell`` at that matrix:
+
+* :class:`FactorProduct` (the default): factors ``[W_1..W_N]``, product ``W_{N:1}``, closed-form factor gradients
+  (chapter *Preliminaries*);
+* :class:`EndToEndRule`: one matrix ``W`` moved by ``P_W(G)``, the end-to-end update rule (chapter *Optimization*);
+* :class:`CPProduct`: CP factor matrices and the tensor they sum to (chapter *Implicit bias*).
+
+Optimizers: ``"gd"``, plain gradient descent ``theta <- theta - lr * g``, and ``"normalized"``, the global step of
+the papers' GroupRMSprop: per run ``s_t = 0.99 s_{t-1} + 0.01 sum ||g||^2``, ``s_hat = s_t / (1 - 0.99^t)``,
+``theta <- theta - lr * g / (sqrt(s_hat) + 1e-4)``. It multiplies every gradient of a run by the same scalar, so it
+follows the gradient-flow path on another clock (the accumulated ``flow_time``) and leaves the implicit bias
+unchanged, unlike per-coordinate methods such as Adam.
+
+Every step evaluates the loss of every run into a device buffer (no host synchronization); the buffer is scanned
+at record points, so a loss that turns NaN or inf raises :class:`FloatingPointError` naming the exact step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ._checks import check_depth, check_factors, check_matrix, check_nonnegative_int, check_positive
+from .metrics import balancedness
+from .network import _factor_gradients_from_prefix, partial_products
+from .tensor import _check_cp, cp_factor_gradients, cp_tensor
+from .theory import preconditioned_gradient
+
+__all__ = [
+    "FactorProduct",
+    "EndToEndRule",
+    "CPProduct",
+    "Trajectory",
+    "gradient_descent",
+    "end_to_end_descent",
+    "gradient_flow",
+    "as_value_and_grad",
+]
+
+ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
+Recorder = Callable[[Tensor, list[Tensor]], Tensor]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# parametrizations
+# --------------------------------------------------------------------------------------------------------------
+class FactorProduct:
+    """Factors ``[W_1..W_N]`` of a deep linear network; direction ``dphi/dW_j = W_{N:j+1}^T G W_{j-1:1}^T``."""
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        check_factors(params, same_batch=True)
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        prefix = [params[0]]
+        for W in params[1:]:
+            prefix.append(W @ prefix[-1])
+        return prefix[-1], prefix
+
+    def direction(self, params: list[Tensor], cache: list[Tensor], G: Tensor) -> list[Tensor]:
+        return _factor_gradients_from_prefix(params, cache, G)
+
+
+@dataclass(frozen=True)
+class EndToEndRule:
+    """One matrix ``W`` moved along ``P_W(G)``: the end-to-end rule ``W <- W - lr P_W(nabla ell)`` of a depth-``N``
+    network under balanced initialization (chapter *Optimization*)."""
+
+    depth: int
+
+    def __post_init__(self) -> None:
+        check_depth(self.depth)
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        if len(params) != 1:
+            raise ValueError(f"the end-to-end rule moves a single matrix, got {len(params)} tensors")
+        check_matrix(params[0], "W")
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
+        return params[0], None
+
+    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
+        return [preconditioned_gradient(params[0], G, self.depth)]
+
+
+class CPProduct:
+    """CP factor matrices ``A^(n)`` of shape ``(..., d_n, R)`` and the tensor ``sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)``."""
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        _check_cp(params)
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
+        return cp_tensor(params), None
+
+    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
+        return cp_factor_gradients(params, G)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# objectives
+# --------------------------------------------------------------------------------------------------------------
+def as_value_and_grad(loss: Callable[[Tensor], Tensor]) -> ValueAndGrad:
+    """Wrap a loss as ``W -> (value, nabla ell(W))``: an :class:`lnn.tasks.Objective` gives its closed-form
+    gradient; any other callable is differentiated with autograd (the gradient of the sum of its values, which is
+    each run's own gradient since runs are independent)."""
+    if hasattr(loss, "value_and_grad"):
+        return loss.value_and_grad  # type: ignore[return-value]
+    if not callable(loss):
+        raise ValueError(f"loss must be callable, got {type(loss).__name__}")
+
+    def value_and_grad(W: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            Wr = W.detach().requires_grad_(True)
+            value = loss(Wr)
+            if not isinstance(value, Tensor):
+                raise ValueError(f"loss must return a tensor, got {type(value).__name__}")
+            (G,) = torch.autograd.grad(value.sum(), Wr)
+        return value.detach(), G
+
+    return value_and_grad
+
+
+# --------------------------------------------------------------------------------------------------------------
+# recording
+# --------------------------------------------------------------------------------------------------------------
+def _rec_singular_values(W: Tensor, params: list[Tensor]) -> Tensor:
+    return torch.linalg.svdvals(W)
+
+
+def _rec_end_to_end(W: Tensor, params: list[Tensor]) -> Tensor:
+    return W.clone()
+
+
+def _rec_norms(W: Tensor, params: list[Tensor]) -> Tensor:
+    return torch.stack([torch.linalg.vector_norm(p, dim=(-2, -1)) for p in params], -1)
+
+
+def _rec_balancedness(W: Tensor, params: list[Tensor]) -> Tensor:
+    return balancedness(params)
+
+
+def _rec_params(W: Tensor, params: list[Tensor]) -> list[Tensor]:  # type: ignore[return]
+    return [p.clone() for p in params]
+
+
+BUILTIN_RECORDERS: dict[str, Recorder] = {
+    "end_to_end": _rec_end_to_end,
+    "singular_values": _rec_singular_values,
+    "norms": _rec_norms,
+    "balancedness": _rec_balancedness,
+    "params": _rec_params,  # type: ignore[dict-item]
+}
+
+
+def _resolve_recorders(record: Sequence[str] | Mapping[str, Recorder] | None) -> dict[str, Recorder]:
+    if record is None:
+        return {}
+    if isinstance(record, str):
+        record = [record]
+    if isinstance(record, Mapping):
+        items = dict(record)
+    else:
+        items = {}
+        for name in record:
+            if name == "loss":
+                continue  # losses are kept every step in Trajectory.losses
+            if name not in BUILTIN_RECORDERS:
+                raise ValueError(
+                    f"unknown record {name!r}; built-ins are {sorted(BUILTIN_RECORDERS) + ['loss']}, "
+                    "or pass a dict name -> callable(W, params)"
+                )
+            items[name] = BUILTIN_RECORDERS[name]
+    return items
+
+
+@dataclass
+class Trajectory:
+    """The outcome of a run.
+
+    Attributes
+    ----------
+    params
+        Final parameters (``factors`` is an alias).
+    end_to_end
+        Final end-to-end matrix or tensor.
+    losses
+        Loss of every run at every step ``0..steps_run``, shape ``(steps_run + 1, *loss_shape)``.
+    flow_time
+        Accumulated step size ``sum_t lr_t`` at every step, shape ``(steps_run + 1, *batch)``: the gradient-flow
+        time reached (``lr * t`` for plain gradient descent).
+    record_steps
+        Steps at which ``records`` were taken (every ``every`` steps, plus the last).
+    records
+        Name -> tensor stacked over ``record_steps`` (``"params"`` gives a list of lists).
+    """
+
+    params: list[Tensor]
+    end_to_end: Tensor
+    losses: Tensor
+    flow_time: Tensor
+    record_steps: Tensor
+    records: dict[str, Tensor | list] = field(default_factory=dict)
+
+    @property
+    def factors(self) -> list[Tensor]:
+        return self.params
+
+    @property
+    def steps_run(self) -> int:
+        return self.losses.shape[0] - 1
+
+    @property
+    def final_loss(self) -> Tensor:
+        return self.losses[-1]
+
+    def __getitem__(self, name: str) -> Tensor | list:
+        if name == "loss":
+            return self.losses[self.record_steps]
+        return self.records[name]
+
+    def first_step_below(self, threshold: float) -> Tensor:
+        """First step at which each run's loss is ``< threshold`` (``-1`` if never), shape ``loss_shape``."""
+        below = self.losses < threshold
+        first = below.to(torch.int64).argmax(0)
+        return torch.where(below.any(0), first, torch.full_like(first, -1))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------------------------------
+def _want_progress(progress: bool | None, steps: int) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if os.environ.get("LNN_QUIET"):
+        return False
+    return steps >= 5000 and "ipykernel" in sys.modules
+
+
+def _run(
+    params: Sequence[Tensor],
+    loss: Callable[[Tensor], Tensor],
+    parametrization,
+    *,
+    lr: float,
+    steps: int,
+    optimizer: str,
+    record: Sequence[str] | Mapping[str, Recorder] | None,
+    every: int,
+    stop_below: float | None,
+    progress: bool | None,
+    method: str = "euler",
+) -> Trajectory:
+    lr = check_positive(lr, "lr (step size)")
+    steps = check_nonnegative_int(steps, "steps")
+    every = check_nonnegative_int(every, "every")
+    if every == 0:
+        raise ValueError("every must be >= 1")
+    if optimizer not in ("gd", "normalized"):
+        raise ValueError(f"optimizer must be 'gd' or 'normalized', got {optimizer!r}")
+    if method not in ("euler", "rk4"):
+        raise ValueError(f"method must be 'euler' or 'rk4', got {method!r}")
+    if method == "rk4" and optimizer != "gd":
+        raise ValueError("the rk4 integrator runs plain gradient flow (optimizer='gd')")
+    params = [p.detach().clone() for p in params]
+    batch_shape = parametrization.check(params)
+    value_and_grad = as_value_and_grad(loss)
+    recorders = _resolve_recorders(record)
+    nb = len(batch_shape)
+    ref = params[0]
+
+    def evaluate(ps: list[Tensor]):
+        W, cache = parametrization.forward(ps)
+        value, G = value_and_grad(W)
+        return W, cache, value, G
+
+    W, cache, value, G = evaluate(params)
+    if value.shape not in (torch.Size(batch_shape), torch.Size([])):
+        raise ValueError(
+            f"loss must return one value per run (shape {tuple(batch_shape)}) or a scalar, got shape {tuple(value.shape)}"
+        )
+    losses = torch.empty((steps + 1, *value.shape), dtype=value.dtype, device=value.device)
+    flow = torch.zeros((steps + 1, *batch_shape), dtype=ref.dtype, device=ref.device)
+    rec_steps: list[int] = []
+    recs: dict[str, list] = {name: [] for name in recorders}
+    s = torch.zeros(batch_shape, dtype=ref.dtype, device=ref.device)
+    lr_t = torch.full(batch_shape, lr, dtype=ref.dtype, device=ref.device)
+    checked = 0  # losses[:checked] have been verified finite
+    bar = None
+    if _want_progress(progress, steps):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, leave=False)
+
+    def take_record(t: int, W: Tensor, ps: list[Tensor]) -> None:
+        rec_steps.append(t)
+        for name, fn in recorders.items():
+            out = fn(W, ps)
+            recs[name].append(out.detach().clone() if isinstance(out, Tensor) else out)
+
+    def check_finite(upto: int) -> None:
+        nonlocal checked
+        chunk = losses[checked:upto]
+        bad = ~torch.isfinite(chunk)
+        if chunk.numel() and bool(bad.any()):
+            flat = bad.reshape(bad.shape[0], -1).any(1)
+            step = checked + int(flat.to(torch.int64).argmax())
+            raise FloatingPointError(
+                f"the loss became {losses[step].flatten()[bad[step - checked].flatten()][0].item()} at step {step} "
+                f"(lr={lr}); the step size is probably too large for this initialization"
+            )
+        checked = upto
+
+    t = 0
+    while True:
+        losses[t] = value
+        if t % every == 0 or t == steps:
+            check_finite(t + 1)
+            take_record(t, W, params)
+            if stop_below is not None and bool((losses[t] < stop_below).all()):
+                break
+            if bar is not None:
+                bar.update(t - bar.n)
+        if t == steps:
+            break
+        if method == "rk4":
+            params = _rk4_step(params, parametrization, value_and_grad, lr, cache, G)
+            flow[t + 1] = flow[t] + lr
+        else:
+            dirs = parametrization.direction(params, cache, G)
+            if optimizer == "normalized":
+                sq = sum(d.pow(2).sum(dim=tuple(range(nb, d.ndim))) for d in dirs)
+                s = 0.99 * s + 0.01 * sq
+                s_hat = s / (1 - 0.99 ** (t + 1))
+                lr_t = lr / (torch.sqrt(s_hat) + 1e-4)
+                step = lr_t.reshape(*batch_shape, 1, 1)  # every parameter is a (batch of) matrices
+                for p, d in zip(params, dirs):
+                    p.sub_(d * step)
+            else:
+                for p, d in zip(params, dirs):
+                    p.sub_(d, alpha=lr)
+            flow[t + 1] = flow[t] + lr_t
+        t += 1
+        W, cache, value, G = evaluate(params)
+    if bar is not None:
+        bar.close()
+    losses = losses[: t + 1]
+    flow = flow[: t + 1]
+    check_finite(t + 1)
+    records: dict[str, Tensor | list] = {}
+    for name, vals in recs.items():
+        records[name] = torch.stack(vals) if vals and isinstance(vals[0], Tensor) else vals
+    return Trajectory(
+        params=params,
+        end_to_end=W,
+        losses=losses,
+        flow_time=flow,
+        record_steps=torch.tensor(rec_steps, dtype=torch.int64),
+        records=records,
+    )
+
+
+def _rk4_step(params, parametrization, value_and_grad, h, cache, G):
+    def velocity(ps, cache=None, G=None):
+        if cache is None:
+            W, cache = parametrization.forward(ps)
+            G = value_and_grad(W)[1]
+        return [-d for d in parametrization.direction(ps, cache, G)]
+
+    k1 = velocity(params, cache, G)
+    k2 = velocity([p + 0.5 * h * k for p, k in zip(params, k1)])
+    k3 = velocity([p + 0.5 * h * k for p, k in zip(params, k2)])
+    k4 = velocity([p + h * k for p, k in zip(params, k3)])
+    return [p + (h / 6) * (a + 2 * b + 2 * c + d) for p, a, b, c, d in zip(params, k1, k2, k3, k4)]
+
+
+def gradient_descent(
+    factors: Sequence[Tensor],
+    loss: Callable[[Tensor], Tensor],
+    *,
+    lr: float,
+    steps: int,
+    optimizer: str = "gd",
+    parametrization=None,
+    record: Sequence[str] | Mapping[str, Recorder] | None = None,
+    every: int = 1,
+    stop_below: float | None = None,
+    progress: bool | None = None,
+) -> Trajectory:
+    """Gradient descent on the factors of a deep linear network (chapter *Optimization*):
+
+    .. math:: W_j \\leftarrow W_j - \\eta \\, W_{N:j+1}^\\top \\nabla\\ell(W_{N:1}) W_{j-1:1}^\\top, \\quad j = 1..N,
+
+    all factors updated simultaneously from the same point. ``optimizer="normalized"`` replaces ``eta`` by the
+    global normalized step described in the module docstring.
+
+    Parameters
+    ----------
+    factors
+        ``[W_1..W_N]`` with shapes ``(..., d_j, d_{j-1})``; shared leading batch dimensions are independent runs.
+        Not modified.
+    loss
+        Maps the end-to-end matrix (batched or not) to one loss per run (or a scalar); an
+        :class:`lnn.tasks.Objective` supplies its gradient in closed form, any other callable goes through autograd.
+    lr, steps
+        Step size ``eta > 0`` and number of steps.
+    parametrization
+        :class:`FactorProduct` (default), :class:`CPProduct` or :class:`EndToEndRule`.
+    record
+        Names among ``"end_to_end"``, ``"singular_values"``, ``"norms"`` (factor Frobenius norms),
+        ``"balancedness"`` (``max_j ||D_j||_F``), ``"params"``, or a dict ``name -> f(W, params)``; taken every
+        ``every`` steps and at the last step. Losses are always kept at every step.
+    stop_below
+        Stop at the first record point where every run's loss is below this value.
+    progress
+        Show a progress bar (default: only for long runs in a Jupyter kernel, never when ``LNN_QUIET`` is set).
+
+    Raises
+    ------
+    ValueError
+        Factors that do not chain, an empty list (depth < 1), a non-positive step size.
+    FloatingPointError
+        The loss becomes NaN or infinite; the message names the step.
+    """
+    return _run(
+        factors,
+        loss,
+        parametrization or FactorProduct(),
+        lr=lr,
+        steps=steps,
+        optimizer=optimizer,
+        record=record,
+        every=every,
+        stop_below=stop_below,
+        progress=progress,
+    )
+
+
+def end_to_end_descent(
+    W: Tensor,
+    loss: Callable[[Tensor], Tensor],
+    depth: int,
+    *,
+    lr: float,
+    steps: int,
+    optimizer: str = "gd",
+    record: Sequence[str] | Mapping[str, Recorder] | None = None,
+    every: int = 1,
+    stop_below: float | None = None,
+    progress: bool | None = None,
+) -> Trajectory:
+    """The discrete end-to-end update rule of a depth-``N`` network under balanced initialization
+    (Arora, Cohen, Hazan 2018; chapter *Optimization*):
+
+    .. math:: W \\leftarrow W - \\eta \\, P_W(\\nabla\\ell(W)).
+
+    It agrees with factorized gradient descent from balanced factors up to ``O(eta)`` over a fixed time. Same
+    arguments and result as :func:`gradient_descent`; ``result.params == [W_final]``.
+    """
+    return _run(
+        [W],
+        loss,
+        EndToEndRule(depth),
+        lr=lr,
+        steps=steps,
+        optimizer=optimizer,
+        record=record,
+        every=every,
+        stop_below=stop_below,
+        progress=progress,
+    )
+
+
+def gradient_flow(
+    params: Sequence[Tensor],
+    loss: Callable[[Tensor], Tensor],
+    *,
+    time: float,
+    dt: float,
+    parametrization=None,
+    method: str = "rk4",
+    record: Sequence[str] | Mapping[str, Recorder] | None = None,
+    every: int = 1,
+    estimate_error: bool = False,
+    progress: bool | None = None,
+) -> Trajectory:
+    """Gradient flow ``d theta/dt = -direction(theta)`` up to ``time`` with fixed steps ``dt``.
+
+    ``method="rk4"`` (classical Runge-Kutta, global error ``O(dt^4)``) or ``"euler"`` (which is gradient descent
+    with ``lr = dt``, error ``O(dt)``). The parametrization defaults to :class:`FactorProduct`; pass
+    ``EndToEndRule(depth)`` with ``params=[W]`` for the end-to-end flow ``dW/dt = -P_W(nabla ell)``.
+
+    With ``estimate_error=True`` the flow is integrated again with ``dt/2``; the result is the finer run and
+    ``result.error_estimate`` is the Richardson estimate of its error in the final end-to-end matrix,
+    ``max|W_dt - W_{dt/2}| / (2^p - 1)`` with ``p`` the order of the method. Chapters *Preliminaries* and
+    *Optimization* use it as the reference for "gradient flow".
+    """
+    time = check_positive(time, "time")
+    dt = check_positive(dt, "dt")
+    steps = max(1, round(time / dt))
+    if not math.isclose(steps * dt, time, rel_tol=1e-9):
+        raise ValueError(f"time / dt must be an integer number of steps, got time={time}, dt={dt}")
+    parametrization = parametrization or FactorProduct()
+
+    def run(h: float, n: int, k: int) -> Trajectory:
+        return _run(
+            params, loss, parametrization, lr=h, steps=n, optimizer="gd", record=record, every=k,
+            stop_below=None, progress=progress, method=method,
+        )
+
+    if not estimate_error:
+        return run(dt, steps, every)
+    coarse = run(dt, steps, every)
+    fine = run(dt / 2, 2 * steps, 2 * every)
+    order = 4 if method == "rk4" else 1
+    fine.error_estimate = float((coarse.end_to_end - fine.end_to_end).abs().max()) / (2**order - 1)  # type: ignore[attr-defined]
+    return fine

@@ -1,0 +1,273 @@
+"""Deep linear networks: the end-to-end matrix, its gradient formula and the initializations.
+
+A depth-``N`` linear network is a list of factors ``[W_1, ..., W_N]`` with ``W_j`` of shape ``(..., d_j, d_{j-1})``;
+leading dimensions ``...`` are batch dimensions, so many runs (seeds, initialization scales) live in one tensor.
+Chapter *Preliminaries* derives everything in this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._checks import check_depth, check_factors, check_matrix
+
+__all__ = [
+    "end_to_end",
+    "partial_products",
+    "factor_gradients",
+    "balanced_factors",
+    "gaussian_factors",
+    "identity_factors",
+    "orthogonal_factors",
+    "dims_of",
+]
+
+DEFAULT_DTYPE = torch.float64
+
+
+def dims_of(factors: Sequence[Tensor]) -> list[int]:
+    """The widths ``[d_0, d_1, ..., d_N]`` of a list of factors."""
+    factors = check_factors(factors)
+    return [factors[0].shape[-1]] + [W.shape[-2] for W in factors]
+
+
+def partial_products(factors: Sequence[Tensor]) -> list[Tensor]:
+    """Prefix products ``[W_{1:1}, W_{2:1}, ..., W_{N:1}]`` where ``W_{j:1} = W_j \\cdots W_1``.
+
+    The last entry is the end-to-end matrix. Used to evaluate the network and its gradient with ``2N - 1``
+    matrix products per step (chapter *Preliminaries*).
+    """
+    factors = check_factors(factors)
+    prods = [factors[0]]
+    for W in factors[1:]:
+        prods.append(W @ prods[-1])
+    return prods
+
+
+def end_to_end(factors: Sequence[Tensor]) -> Tensor:
+    """The end-to-end matrix ``W_e = W_{N:1} = W_N W_{N-1} \\cdots W_1`` (chapter *Preliminaries*).
+
+    Parameters
+    ----------
+    factors
+        ``[W_1, ..., W_N]`` with ``W_j`` of shape ``(..., d_j, d_{j-1})``; batch dimensions broadcast.
+
+    Returns
+    -------
+    Tensor of shape ``(..., d_N, d_0)``.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W1, W2 = torch.ones(3, 2), torch.ones(1, 3)
+    >>> lnn.end_to_end([W1, W2])
+    tensor([[3., 3.]])
+    """
+    return partial_products(factors)[-1]
+
+
+def _factor_gradients_from_prefix(factors: list[Tensor], prefix: list[Tensor], G: Tensor) -> list[Tensor]:
+    """Gradient formula given prefix products; runs the suffix products ``W_{N:j+1}^T G`` backwards."""
+    N = len(factors)
+    grads: list[Tensor] = [None] * N  # type: ignore[list-item]
+    back = G  # W_{N:j+1}^T G, starting from j = N
+    for j in range(N - 1, -1, -1):
+        grads[j] = back @ prefix[j - 1].mT if j > 0 else back
+        if j > 0:
+            back = factors[j].mT @ back
+    return grads
+
+
+def factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
+    """Gradients of the overparameterized objective ``phi(W_1..W_N) = ell(W_{N:1})`` with respect to each factor.
+
+    .. math::  \\frac{\\partial \\phi}{\\partial W_j} = W_{N:j+1}^\\top \\, \\nabla\\ell(W_e) \\, W_{j-1:1}^\\top
+
+    (chapter *Preliminaries*, the gradient formula), with ``W_{j:i} = I`` when ``j < i``.
+
+    Parameters
+    ----------
+    factors
+        ``[W_1, ..., W_N]``, ``W_j`` of shape ``(..., d_j, d_{j-1})``.
+    G
+        ``\\nabla \\ell`` at the end-to-end matrix, shape ``(..., d_N, d_0)``.
+    """
+    factors = check_factors(factors)
+    check_matrix(G, "G")
+    expected = (factors[-1].shape[-2], factors[0].shape[-1])
+    if tuple(G.shape[-2:]) != expected:
+        raise ValueError(f"G must have the end-to-end shape (d_N, d_0) = {expected}, got {tuple(G.shape)}")
+    return _factor_gradients_from_prefix(factors, partial_products(factors), G)
+
+
+def _hidden_widths(widths: int | Sequence[int] | None, depth: int, default: int) -> list[int]:
+    if widths is None:
+        return [default] * (depth - 1)
+    if isinstance(widths, int):
+        return [widths] * (depth - 1)
+    widths = [int(w) for w in widths]
+    if len(widths) != depth - 1:
+        raise ValueError(f"widths must list the {depth - 1} hidden widths d_1..d_{depth - 1}, got {len(widths)}")
+    return widths
+
+
+def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None = None) -> list[Tensor]:
+    """Exactly balanced factors whose product is ``W`` (chapter *Optimization*, the balanced initialization).
+
+    With the thin SVD ``W = U \\Sigma V^T`` (rank ``k``):
+
+    .. math:: W_N = U\\Sigma^{1/N},\\quad W_j = \\Sigma^{1/N}\\ (1<j<N),\\quad W_1 = \\Sigma^{1/N} V^T,
+
+    each zero-padded to the hidden widths. Then ``W_{N:1} = W`` and every balancedness gap
+    ``D_j = W_{j+1}^T W_{j+1} - W_j W_j^T`` vanishes, so the end-to-end matrix follows the preconditioned flow
+    ``dW/dt = -P_W(\\nabla\\ell)``.
+
+    Parameters
+    ----------
+    W
+        Target end-to-end matrix, shape ``(..., d_N, d_0)`` (batch dimensions allowed).
+    depth
+        ``N >= 1``.
+    widths
+        Hidden widths ``d_1..d_{N-1}`` (an int for all); default ``min(d_0, d_N)``. A width smaller than
+        ``min(d_0, d_N)`` is allowed only when the dropped singular values are zero.
+    """
+    check_matrix(W, "W")
+    N = check_depth(depth)
+    if N == 1:
+        return [W.clone()]
+    d_out, d_in = W.shape[-2], W.shape[-1]
+    k = min(d_out, d_in)
+    hidden = _hidden_widths(widths, N, k)
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    kk = min([k] + hidden)
+    if kk < k:
+        dropped = S[..., kk:]
+        if dropped.numel() and bool((dropped > 1e-12 * S[..., :1].clamp_min(1e-300)).any()):
+            raise ValueError(
+                f"a hidden width of {kk} is smaller than the rank of W (singular values {S.tolist()}); "
+                "no depth-N factorization with these widths reproduces W"
+            )
+        U, S, Vh = U[..., :kk], S[..., :kk], Vh[..., :kk, :]
+    root = S ** (1.0 / N)
+    batch = W.shape[:-2]
+    dims = [d_in] + hidden + [d_out]
+    factors = []
+    for j in range(1, N + 1):
+        F = W.new_zeros(*batch, dims[j], dims[j - 1])
+        if j == 1:
+            F[..., :kk, :] = root.unsqueeze(-1) * Vh
+        elif j == N:
+            F[..., :, :kk] = U * root.unsqueeze(-2)
+        else:
+            F[..., :kk, :kk] = torch.diag_embed(root)
+        factors.append(F)
+    return factors
+
+
+def _resolve(dtype: torch.dtype | None, device: torch.device | str | None, generator: torch.Generator | None):
+    dtype = DEFAULT_DTYPE if dtype is None else dtype
+    if device is None and generator is not None:
+        device = generator.device
+    return dtype, device
+
+
+def _check_dims(dims: Sequence[int]) -> list[int]:
+    dims = [int(d) for d in dims]
+    if len(dims) < 2:
+        raise ValueError(f"dims must list [d_0, ..., d_N] with depth N >= 1, got {dims}")
+    if any(d < 1 for d in dims):
+        raise ValueError(f"every width must be >= 1, got dims={dims}")
+    return dims
+
+
+def gaussian_factors(
+    dims: Sequence[int],
+    scale: float = 1.0,
+    *,
+    batch_shape: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Gaussian factors whose end-to-end map has gain ``scale`` (chapters *Optimization*, *Implicit bias*).
+
+    Entries of ``W_j`` are i.i.d. ``N(0, scale^{2/N} / d_{j-1})``, so ``E||W_j x||^2 = scale^{2/N} ||x||^2`` and
+    ``E||W_{N:1} x||^2 = scale^2 ||x||^2``. For square ``n x n`` layers the per-layer standard deviation is
+    ``scale^{1/N}/sqrt(n)``, the initialization of Arora, Cohen, Hu and Luo (2019).
+
+    Parameters
+    ----------
+    dims
+        ``[d_0, d_1, ..., d_N]``.
+    scale
+        End-to-end gain ``s > 0``.
+    batch_shape
+        Leading batch dimensions (independent draws).
+    generator
+        A seeded :class:`torch.Generator` for reproducibility.
+    """
+    dims = _check_dims(dims)
+    N = len(dims) - 1
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    dtype, device = _resolve(dtype, device, generator)
+    per_layer = scale ** (1.0 / N)
+    return [
+        torch.randn(*batch_shape, dims[j], dims[j - 1], generator=generator, dtype=dtype, device=device)
+        * (per_layer / math.sqrt(dims[j - 1]))
+        for j in range(1, N + 1)
+    ]
+
+
+def identity_factors(
+    dims: Sequence[int],
+    scale: float = 1.0,
+    *,
+    batch_shape: Sequence[int] = (),
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Identity-scaled factors ``W_j = scale^{1/N} I_{d_j x d_{j-1}}`` (rectangular identity), so ``W_{N:1} = scale I``
+    when all widths are equal. Balanced exactly when all widths are equal (chapter *Implicit bias*, diagonal
+    networks)."""
+    dims = _check_dims(dims)
+    N = len(dims) - 1
+    dtype = DEFAULT_DTYPE if dtype is None else dtype
+    per_layer = scale ** (1.0 / N) if scale >= 0 else -((-scale) ** (1.0 / N))
+    out = []
+    for j in range(1, N + 1):
+        eye = torch.eye(dims[j], dims[j - 1], dtype=dtype, device=device) * per_layer
+        out.append(eye.expand(*batch_shape, dims[j], dims[j - 1]).clone())
+    return out
+
+
+def orthogonal_factors(
+    dims: Sequence[int],
+    scale: float = 1.0,
+    *,
+    batch_shape: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Random (semi-)orthogonal factors times ``scale^{1/N}``: ``W_j = scale^{1/N} Q_j`` with ``Q_j`` having
+    orthonormal rows or columns (QR of a Gaussian matrix, signs fixed so the law is Haar)."""
+    dims = _check_dims(dims)
+    N = len(dims) - 1
+    dtype, device = _resolve(dtype, device, generator)
+    per_layer = scale ** (1.0 / N)
+    out = []
+    for j in range(1, N + 1):
+        rows, cols = dims[j], dims[j - 1]
+        A = torch.randn(*batch_shape, max(rows, cols), min(rows, cols), generator=generator, dtype=dtype, device=device)
+        Q, R = torch.linalg.qr(A)
+        Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+        if rows < cols:
+            Q = Q.mT
+        out.append(per_layer * Q.contiguous())
+    return out

@@ -1,0 +1,266 @@
+"""Objectives (losses of the end-to-end matrix) and synthetic tasks.
+
+Every objective maps an end-to-end matrix or tensor ``W`` of shape ``(..., *target_shape)`` to per-run losses of
+shape ``(...)`` and gives the gradient in closed form (``value_and_grad``), so the training loop in
+:mod:`lnn.dynamics` never builds an autograd graph. Loss normalizations differ between papers, so each objective
+takes an explicit ``reduction``:
+
+* ``"mean"``: ``(1/m) * sum_i r_i^2`` over the ``m`` measurements or observed entries (Arora et al. 2019);
+* ``"sum"``: ``sum_i r_i^2``;
+* ``"half_sum"``: ``(1/2) * sum_i r_i^2`` (Razin & Cohen 2020; kernel gradient descent).
+
+Chapters *Optimization* (regression) and *Implicit bias* (sensing, completion, tensors) use them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._checks import check_matrix, check_nonnegative_int, check_positive
+
+__all__ = [
+    "Objective",
+    "LpRegression",
+    "MatrixSensing",
+    "Completion",
+    "diagonal_sensing",
+    "low_rank_matrix",
+    "random_mask",
+    "nuclear_norm_completion",
+    "singular_value_threshold",
+]
+
+_REDUCTIONS = ("mean", "sum", "half_sum")
+
+
+def _scale(reduction: str, count: int) -> float:
+    if reduction == "mean":
+        return 1.0 / count
+    if reduction == "sum":
+        return 1.0
+    if reduction == "half_sum":
+        return 0.5
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+class Objective:
+    """A convex loss ``ell(W)`` of the end-to-end matrix (or tensor) with a closed-form gradient.
+
+    Subclasses implement :meth:`value_and_grad`; calling the objective returns the per-run values. The trailing
+    ``len(target_shape)`` dimensions of ``W`` are the matrix/tensor, leading ones are batch dimensions.
+    """
+
+    target_shape: tuple[int, ...]
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, W: Tensor) -> Tensor:
+        return self.value_and_grad(W)[0]
+
+    def grad(self, W: Tensor) -> Tensor:
+        """``nabla ell(W)``, same shape as ``W``."""
+        return self.value_and_grad(W)[1]
+
+    def _check_input(self, W: Tensor) -> None:
+        k = len(self.target_shape)
+        if not isinstance(W, Tensor) or tuple(W.shape[W.ndim - k :]) != tuple(self.target_shape) or W.ndim < k:
+            shape = tuple(W.shape) if isinstance(W, Tensor) else type(W).__name__
+            raise ValueError(f"{type(self).__name__} expects W of shape (..., {self.target_shape}), got {shape}")
+
+
+class LpRegression(Objective):
+    """Linear regression with the l_p loss, for ``W`` of shape ``(..., d_out, d_in)``:
+
+    .. math:: \\ell(W) = \\frac{c}{p} \\sum_{i,k} |(X W^\\top - Y)_{ik}|^p,
+
+    with ``c = 1/(m d_out)`` for ``reduction="mean"`` (the mean of ``|r|^p / p``, chapter *Optimization*,
+    acceleration by depth) and ``c = 1`` for ``"sum"``; ``"half_sum"`` gives ``c = 1/2`` (then
+    ``(1/(2p)) sum |r|^p``). Rows of ``X`` (``m x d_in``) and ``Y`` (``m x d_out``) are examples.
+    """
+
+    def __init__(self, X: Tensor, Y: Tensor, p: float = 2.0, reduction: str = "mean"):
+        check_matrix(X, "X")
+        if Y.ndim == 1:
+            Y = Y.unsqueeze(-1)
+        check_matrix(Y, "Y")
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X and Y must have the same number of rows (examples), got {X.shape[0]} and {Y.shape[0]}")
+        if not p >= 1:
+            raise ValueError(f"p must be >= 1 for a convex l_p loss, got {p}")
+        self.X, self.Y, self.p = X, Y, float(p)
+        self.c = _scale(reduction, Y.numel())
+        self.reduction = reduction
+        self.target_shape = (Y.shape[1], X.shape[1])
+
+    def residual(self, W: Tensor) -> Tensor:
+        """``X W^T - Y``, shape ``(..., m, d_out)``."""
+        return self.X @ W.mT - self.Y
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_input(W)
+        R = self.residual(W)
+        absR = R.abs()
+        if self.p == 2.0:
+            value = self.c / 2 * (R * R).sum((-2, -1))
+            dR = self.c * R
+        else:
+            value = self.c / self.p * (absR**self.p).sum((-2, -1))
+            dR = self.c * absR ** (self.p - 1) * torch.sign(R)
+        return value, dR.mT @ self.X
+
+
+class MatrixSensing(Objective):
+    """Matrix sensing ``ell(W) = c * sum_i (<A_i, W> - y_i)^2`` with measurement matrices ``A`` of shape
+    ``(m, d_out, d_in)`` and ``c`` given by ``reduction`` (chapter *Implicit bias*)."""
+
+    def __init__(self, A: Tensor, y: Tensor, reduction: str = "mean"):
+        if A.ndim != 3:
+            raise ValueError(f"A must have shape (m, d_out, d_in), got {tuple(A.shape)}")
+        if y.shape != A.shape[:1]:
+            raise ValueError(f"y must have shape (m,) = ({A.shape[0]},), got {tuple(y.shape)}")
+        self.A, self.y = A, y
+        self._A_flat = A.reshape(A.shape[0], -1)
+        self.c = _scale(reduction, A.shape[0])
+        self.reduction = reduction
+        self.target_shape = tuple(A.shape[1:])
+
+    def measure(self, W: Tensor) -> Tensor:
+        """The measurements ``<A_i, W>``, shape ``(..., m)``."""
+        return W.reshape(*W.shape[:-2], -1) @ self._A_flat.T
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_input(W)
+        r = self.measure(W) - self.y
+        value = self.c * (r * r).sum(-1)
+        G = (2 * self.c * r) @ self._A_flat
+        return value, G.reshape(W.shape)
+
+
+def diagonal_sensing(a: Tensor, y: Tensor, reduction: str = "mean") -> MatrixSensing:
+    """Sensing with diagonal measurement matrices ``A_i = diag(a_i)`` (``a`` of shape ``(m, n)``): they commute, so
+    gradient descent from a diagonal initialization stays diagonal and the end-to-end diagonal ``x`` obeys the
+    diagonal-network dynamics of chapter *Implicit bias* (nuclear norm = l1 norm on ``x >= 0``)."""
+    if a.ndim != 2:
+        raise ValueError(f"a must have shape (m, n), got {tuple(a.shape)}")
+    return MatrixSensing(torch.diag_embed(a), y, reduction)
+
+
+class Completion(Objective):
+    """Matrix or tensor completion: ``ell(W) = c * sum_{(i..) in Omega} (W - T)_{i..}^2`` (chapter *Implicit bias*).
+
+    ``mask`` (bool, shape of ``target``) marks the observed entries ``Omega``; ``reduction="mean"`` divides by
+    ``|Omega|``. :meth:`test_error` and :meth:`relative_error` measure the fit on all entries.
+    """
+
+    def __init__(self, target: Tensor, mask: Tensor, reduction: str = "mean"):
+        if target.shape != mask.shape:
+            raise ValueError(f"target and mask must have the same shape, got {tuple(target.shape)} and {tuple(mask.shape)}")
+        if target.ndim < 2:
+            raise ValueError(f"target must be a matrix or a tensor of order >= 2, got shape {tuple(target.shape)}")
+        mask = mask.to(torch.bool)
+        n_obs = int(mask.sum())
+        if n_obs == 0:
+            raise ValueError("mask observes no entry")
+        self.target, self.mask = target, mask
+        self._weights = mask.to(target.dtype)
+        self._observed = target * self._weights
+        self.num_observed = n_obs
+        self.c = _scale(reduction, n_obs)
+        self.reduction = reduction
+        self.target_shape = tuple(target.shape)
+        self._dims = tuple(range(-target.ndim, 0))
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_input(W)
+        R = W * self._weights - self._observed
+        return self.c * (R * R).sum(self._dims), (2 * self.c) * R
+
+    def test_error(self, W: Tensor) -> Tensor:
+        """Mean squared error over all entries, ``mean (W - T)^2`` (per run)."""
+        return ((W - self.target) ** 2).mean(self._dims)
+
+    def relative_error(self, W: Tensor) -> Tensor:
+        """``||W - T||_F / ||T||_F`` over all entries (per run)."""
+        return torch.linalg.vector_norm(W - self.target, dim=self._dims) / torch.linalg.vector_norm(self.target)
+
+
+def low_rank_matrix(
+    rows: int,
+    cols: int,
+    rank: int,
+    *,
+    frobenius_norm: float | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A random rank-``rank`` matrix ``U V^T / sqrt(rank)`` with Gaussian ``U, V``, rescaled to Frobenius norm
+    ``frobenius_norm`` (default ``sqrt(rows * cols)``, i.e. entries of root-mean-square 1, as in Arora et al. 2019)."""
+    if not 1 <= rank <= min(rows, cols):
+        raise ValueError(f"rank must be between 1 and min(rows, cols) = {min(rows, cols)}, got {rank}")
+    if device is None and generator is not None:
+        device = generator.device
+    U = torch.randn(rows, rank, generator=generator, dtype=dtype, device=device)
+    V = torch.randn(cols, rank, generator=generator, dtype=dtype, device=device)
+    M = U @ V.T / math.sqrt(rank)
+    target = math.sqrt(rows * cols) if frobenius_norm is None else frobenius_norm
+    return M * (target / torch.linalg.matrix_norm(M))
+
+
+def random_mask(
+    shape: Sequence[int],
+    num_observed: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A boolean mask of ``shape`` with exactly ``num_observed`` entries set, chosen uniformly without replacement."""
+    shape = tuple(int(s) for s in shape)
+    total = math.prod(shape)
+    if not 1 <= num_observed <= total:
+        raise ValueError(f"num_observed must be between 1 and {total}, got {num_observed}")
+    if device is None and generator is not None:
+        device = generator.device
+    idx = torch.randperm(total, generator=generator, device=device)[:num_observed]
+    mask = torch.zeros(total, dtype=torch.bool, device=device)
+    mask[idx] = True
+    return mask.reshape(shape)
+
+
+def singular_value_threshold(M: Tensor, tau: float) -> Tensor:
+    """The proximal operator of ``tau ||.||_*``: ``U diag(max(s - tau, 0)) V^T``."""
+    U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+    return (U * (S - tau).clamp_min(0).unsqueeze(-2)) @ Vh
+
+
+def nuclear_norm_completion(
+    target: Tensor,
+    mask: Tensor,
+    *,
+    rho: float = 0.2,
+    iterations: int = 3000,
+) -> Tensor:
+    """The minimum-nuclear-norm completion ``argmin ||X||_* s.t. X_Omega = T_Omega`` by ADMM
+    (chapter *Implicit bias*, the baseline of deep matrix completion).
+
+    Splitting ``X = Z`` with ``Z`` feasible, each iteration does
+    ``X <- SVT_{1/rho}(Z - U)``; ``Z <- X + U`` with the observed entries reset to ``T``; ``U <- U + X - Z``.
+    Returns ``Z``, which is exactly feasible; ``rho`` in ``[0.05, 1]`` converges on the book's problems.
+    """
+    check_positive(rho, "rho")
+    check_nonnegative_int(iterations, "iterations")
+    if target.shape != mask.shape or target.ndim != 2:
+        raise ValueError(f"target and mask must be matrices of one shape, got {tuple(target.shape)}, {tuple(mask.shape)}")
+    mask = mask.to(torch.bool)
+    Z = torch.where(mask, target, torch.zeros_like(target))
+    U = torch.zeros_like(target)
+    for _ in range(iterations):
+        X = singular_value_threshold(Z - U, 1.0 / rho)
+        Z = torch.where(mask, target, X + U)
+        U = U + X - Z
+    return Z

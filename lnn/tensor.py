@@ -1,0 +1,106 @@
+"""Tensor factorization: the CP model, its components and unfoldings (chapter *Implicit bias*, tensor part).
+
+A CP factorization of order ``N`` and ``R`` components is a list of factor matrices ``A^(n)`` of shape
+``(..., d_n, R)``; the tensor is ``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)``. It is the end-to-end map of a shallow
+multiplicative convolutional network (Razin, Maman, Cohen 2021).
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["cp_tensor", "cp_factor_gradients", "cp_component_norms", "cp_gaussian_factors", "random_cp_tensor", "unfold"]
+
+
+def _check_cp(factors: Sequence[Tensor]) -> list[Tensor]:
+    factors = list(factors)
+    if len(factors) < 1:
+        raise ValueError("a CP factorization needs at least one factor matrix (order >= 1)")
+    R = factors[0].shape[-1]
+    for n, A in enumerate(factors, start=1):
+        if A.ndim < 2:
+            raise ValueError(f"CP factor A^({n}) must have shape (..., d_{n}, R), got {tuple(A.shape)}")
+        if A.shape[-1] != R:
+            raise ValueError(f"CP factors must share the number of components R: A^(1) has {R}, A^({n}) has {A.shape[-1]}")
+        if A.shape[:-2] != factors[0].shape[:-2]:
+            raise ValueError("CP factors must share their batch dimensions")
+    return factors
+
+
+def _letters(order: int) -> tuple[str, str]:
+    idx = string.ascii_lowercase[: order]
+    return idx, "z"  # mode indices, component index
+
+
+def cp_tensor(factors: Sequence[Tensor]) -> Tensor:
+    """``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``."""
+    factors = _check_cp(factors)
+    idx, r = _letters(len(factors))
+    spec = ",".join(f"...{i}{r}" for i in idx) + f"->...{idx}"
+    return torch.einsum(spec, *factors)
+
+
+def cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
+    """Gradients of ``ell(cp_tensor(A))`` with respect to each ``A^(n)`` given ``G = nabla ell``:
+    ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``."""
+    factors = _check_cp(factors)
+    idx, r = _letters(len(factors))
+    grads = []
+    for n in range(len(factors)):
+        others = [f"...{idx[m]}{r}" for m in range(len(factors)) if m != n]
+        spec = ",".join([f"...{idx}"] + others) + f"->...{idx[n]}{r}"
+        grads.append(torch.einsum(spec, G, *[factors[m] for m in range(len(factors)) if m != n]))
+    return grads
+
+
+def cp_component_norms(factors: Sequence[Tensor]) -> Tensor:
+    """``||W_r|| = prod_n ||a_r^(n)||`` for each component ``r``, shape ``(..., R)``."""
+    factors = _check_cp(factors)
+    out = torch.linalg.vector_norm(factors[0], dim=-2)
+    for A in factors[1:]:
+        out = out * torch.linalg.vector_norm(A, dim=-2)
+    return out
+
+
+def cp_gaussian_factors(
+    dims: Sequence[int],
+    rank: int,
+    scale: float,
+    *,
+    batch_shape: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """CP factors with i.i.d. ``N(0, scale^2)`` entries, shapes ``(..., d_n, rank)``."""
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    if device is None and generator is not None:
+        device = generator.device
+    return [scale * torch.randn(*batch_shape, d, rank, generator=generator, dtype=dtype, device=device) for d in dims]
+
+
+def random_cp_tensor(
+    dims: Sequence[int],
+    rank: int,
+    *,
+    norm: float = 1.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A random tensor of CP rank at most ``rank`` (Gaussian factors), rescaled to Frobenius norm ``norm``."""
+    T = cp_tensor(cp_gaussian_factors(dims, rank, 1.0, generator=generator, dtype=dtype, device=device))
+    return T * (norm / torch.linalg.vector_norm(T))
+
+
+def unfold(T: Tensor, mode: int) -> Tensor:
+    """Mode-``mode`` unfolding: a ``d_mode x prod(other dims)`` matrix (no batch dimensions)."""
+    if not 0 <= mode < T.ndim:
+        raise ValueError(f"mode must be in [0, {T.ndim}), got {mode}")
+    return T.movedim(mode, 0).reshape(T.shape[mode], math.prod(T.shape) // T.shape[mode])
