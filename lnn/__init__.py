@@ -60,4 +60,6 @@ from .theory import (
     singular_value_velocity,
 )
 
+from . import plotting
+
 __version__ = "0.1.0"

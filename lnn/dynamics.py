@@ -261,7 +261,6 @@ def _run(
     progress: bool | None,
     method: str = "euler",
 ) -> Trajectory:
-    lr = check_positive(lr, "lr (step size)")
     steps = check_nonnegative_int(steps, "steps")
     every = check_nonnegative_int(every, "every")
     if every == 0:
@@ -274,10 +273,11 @@ def _run(
         raise ValueError("the rk4 integrator runs plain gradient flow (optimizer='gd')")
     params = [p.detach().clone() for p in params]
     batch_shape = parametrization.check(params)
+    ref = params[0]
+    lr_run = _check_lr(lr, batch_shape, ref)
     value_and_grad = as_value_and_grad(loss)
     recorders = _resolve_recorders(record)
     nb = len(batch_shape)
-    ref = params[0]
 
     def evaluate(ps: list[Tensor]):
         W, cache = parametrization.forward(ps)
@@ -294,7 +294,8 @@ def _run(
     rec_steps: list[int] = []
     recs: dict[str, list] = {name: [] for name in recorders}
     s = torch.zeros(batch_shape, dtype=ref.dtype, device=ref.device)
-    lr_t = torch.full(batch_shape, lr, dtype=ref.dtype, device=ref.device)
+    lr_t = lr_run
+    uniform_lr = float(lr) if not isinstance(lr, Tensor) or lr.numel() == 1 else None
     checked = 0  # losses[:checked] have been verified finite
     bar = None
     if _want_progress(progress, steps):
@@ -317,7 +318,7 @@ def _run(
             step = checked + int(flat.to(torch.int64).argmax())
             raise FloatingPointError(
                 f"the loss became {losses[step].flatten()[bad[step - checked].flatten()][0].item()} at step {step} "
-                f"(lr={lr}); the step size is probably too large for this initialization"
+                "; the step size lr is probably too large for this initialization"
             )
         checked = upto
 
@@ -334,21 +335,25 @@ def _run(
         if t == steps:
             break
         if method == "rk4":
-            params = _rk4_step(params, parametrization, value_and_grad, lr, cache, G)
-            flow[t + 1] = flow[t] + lr
+            params = _rk4_step(params, parametrization, value_and_grad, lr_run.reshape(*batch_shape, 1, 1), cache, G)
+            flow[t + 1] = flow[t] + lr_run
         else:
             dirs = parametrization.direction(params, cache, G)
             if optimizer == "normalized":
                 sq = sum(d.pow(2).sum(dim=tuple(range(nb, d.ndim))) for d in dirs)
                 s = 0.99 * s + 0.01 * sq
                 s_hat = s / (1 - 0.99 ** (t + 1))
-                lr_t = lr / (torch.sqrt(s_hat) + 1e-4)
+                lr_t = lr_run / (torch.sqrt(s_hat) + 1e-4)
                 step = lr_t.reshape(*batch_shape, 1, 1)  # every parameter is a (batch of) matrices
                 for p, d in zip(params, dirs):
                     p.sub_(d * step)
-            else:
+            elif uniform_lr is not None:
                 for p, d in zip(params, dirs):
-                    p.sub_(d, alpha=lr)
+                    p.sub_(d, alpha=uniform_lr)
+            else:
+                step = lr_run.reshape(*batch_shape, 1, 1)
+                for p, d in zip(params, dirs):
+                    p.sub_(d * step)
             flow[t + 1] = flow[t] + lr_t
         t += 1
         W, cache, value, G = evaluate(params)
@@ -368,6 +373,18 @@ def _run(
         record_steps=torch.tensor(rec_steps, dtype=torch.int64),
         records=records,
     )
+
+
+def _check_lr(lr: float | Tensor, batch_shape: tuple[int, ...], ref: Tensor) -> Tensor:
+    """Step sizes as a tensor of shape ``batch_shape``: a positive number, or one positive value per run."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1 and tuple(lr.shape) != tuple(batch_shape):
+            raise ValueError(f"lr must be a number or a tensor of the batch shape {tuple(batch_shape)}, got shape {tuple(lr.shape)}")
+        if not bool(torch.isfinite(lr).all()) or bool((lr <= 0).any()):
+            raise ValueError(f"lr (step size) must be positive and finite for every run, got {lr}")
+        return lr.to(dtype=ref.dtype, device=ref.device).expand(batch_shape).clone()
+    value = check_positive(lr, "lr (step size)")
+    return torch.full(batch_shape, value, dtype=ref.dtype, device=ref.device)
 
 
 def _rk4_step(params, parametrization, value_and_grad, h, cache, G):
@@ -413,7 +430,7 @@ def gradient_descent(
         Maps the end-to-end matrix (batched or not) to one loss per run (or a scalar); an
         :class:`lnn.tasks.Objective` supplies its gradient in closed form, any other callable goes through autograd.
     lr, steps
-        Step size ``eta > 0`` and number of steps.
+        Step size ``eta > 0`` (or a tensor of one step size per run, shape of the batch) and number of steps.
     parametrization
         :class:`FactorProduct` (default), :class:`CPProduct` or :class:`EndToEndRule`.
     record
