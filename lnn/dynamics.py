@@ -317,8 +317,8 @@ def _run(
             flat = bad.reshape(bad.shape[0], -1).any(1)
             step = checked + int(flat.to(torch.int64).argmax())
             raise FloatingPointError(
-                f"the loss became {losses[step].flatten()[bad[step - checked].flatten()][0].item()} at step {step} "
-                "; the step size lr is probably too large for this initialization"
+                f"the loss became {losses[step].flatten()[bad[step - checked].flatten()][0].item()} at step {step}; "
+                "the step size lr is probably too large for this initialization"
             )
         checked = upto
 
