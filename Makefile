@@ -1,0 +1,79 @@
+# Executable lecture notes on linear neural networks.
+#
+#   make book      execute every chapter and build the HTML book into _build/html
+#   make test      run the test suite (tests/) and every chapter notebook (nbval)
+#   make student   the student edition (solutions removed) into _build/student
+#   make static    fetch the offline browser assets (MathJax, widgets) only
+#   make clean     remove build outputs (keeps .venv; `make distclean` removes it too)
+#
+# Needs python3.11, make and npm. The first run creates .venv from requirements.txt;
+# later runs reinstall only when requirements.txt or pyproject.toml change.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -euo pipefail -c
+.DEFAULT_GOAL := book
+
+PYTHON       ?= python3.11
+VENV         := .venv
+BIN          := $(VENV)/bin
+# The install stamp is named after the content of the files that define the environment.
+REQ_HASH     := $(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP        := $(VENV)/.installed-$(REQ_HASH)
+VENDOR       := book/_static/vendor
+VENDOR_STAMP := $(VENDOR)/PINS.txt
+
+NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))
+CELL_TIMEOUT ?= 300
+JB_FLAGS     := --all -W --keep-going
+
+# Quiet lnn's progress output in builds and tests; the thread count is left to torch.
+export LNN_QUIET := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Make the venv's tools (python, jupyter) the ones that kernels and subprocesses find.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+.PHONY: book test student static venv clean distclean
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): | $(BIN)/python
+	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/python -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'torch must be 2.13.0')"
+	touch $@
+
+# The vendored assets are refetched whenever the pins in the script change.
+$(VENDOR_STAMP): scripts/fetch_static.sh
+	bash scripts/fetch_static.sh $(VENDOR)
+	touch $@
+
+static: $(VENDOR_STAMP)
+
+book: $(STAMP) $(VENDOR_STAMP)
+	$(BIN)/jupyter-book build $(JB_FLAGS) .
+	@echo "Open _build/html/index.html"
+
+# Student edition: the same sources and config with sphinx-exercise's hide_solutions on.
+student: $(STAMP) $(VENDOR_STAMP)
+	mkdir -p _build
+	$(BIN)/python scripts/student_config.py _config.yml _build/_config_student.yml
+	$(BIN)/jupyter-book build $(JB_FLAGS) --config _build/_config_student.yml --path-output _build/.student .
+	rm -rf _build/student
+	mv _build/.student/_build/html _build/student
+	rm -rf _build/.student
+	@echo "Open _build/student/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
+	  -p no:cacheprovider
+
+clean:
+	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) $(VENDOR)
