@@ -4,6 +4,7 @@
 #   make test      run the test suite (tests/) and every chapter notebook (nbval)
 #   make student   the student edition (solutions removed) into _build/student
 #   make static    fetch the offline browser assets (MathJax, widgets) only
+#   make bench     print the speed figures of lnn (benchmarks/, not timed tests)
 #   make clean     remove build outputs (keeps .venv; `make distclean` removes it too)
 #
 # Needs python3.11, make and npm. The first run creates .venv from requirements.txt;
@@ -33,7 +34,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: book test student static venv clean distclean
+.PHONY: book test student static venv bench clean distclean
 
 venv: $(STAMP)
 
@@ -71,6 +72,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  -p no:cacheprovider
+
+# Speed is a measured property, not a timed test: these print figures (see book/performance.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dynamics.py
+	@if [ -f benchmarks/bench_ntk.py ]; then $(BIN)/python benchmarks/bench_ntk.py; fi
 
 clean:
 	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache
