@@ -1,0 +1,207 @@
+"""l_p regression bookkeeping for the acceleration-by-depth experiment (chapter *Optimization*).
+
+Arora, Cohen and Hazan (2018) compare how many gradient-descent iterations networks of depth ``N = 1, 2, 3`` need
+to bring an l_p regression loss close to its minimum, with the step size tuned separately for each depth. This
+module holds the pieces of that measurement that are not dynamics:
+
+* :func:`lp_regression_minimum`: the minimum ``ell*`` of the convex l_p loss, by damped Newton's method;
+* :func:`relative_excess_loss` and :func:`iterations_to_target`: the normalized optimality gap
+  ``(ell_t - ell*) / (ell_0 - ell*)`` and the first iteration at which it falls below a target;
+* :func:`best_over_step_sizes`: the best step size of a sweep, flagging a best value at the edge of the grid;
+* :class:`DivergenceGuard`: an objective wrapper that freezes runs whose loss explodes, so one batched call of
+  :func:`lnn.gradient_descent` can sweep step sizes that include unstable ones.
+
+The loss is the one of :class:`lnn.LpRegression`, ``ell(W) = (c/p) sum_{i,k} |(X W^T - Y)_{ik}|^p``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._checks import check_matrix, check_positive
+from .tasks import LpRegression, Objective
+
+__all__ = [
+    "lp_regression_minimum",
+    "relative_excess_loss",
+    "iterations_to_target",
+    "best_over_step_sizes",
+    "DivergenceGuard",
+]
+
+
+def lp_regression_minimum(
+    X: Tensor,
+    Y: Tensor,
+    p: float,
+    reduction: str = "mean",
+    *,
+    tol: float = 1e-15,
+    max_iter: int = 200,
+) -> tuple[Tensor, Tensor]:
+    """Minimizer and minimum of the l_p regression loss, by Newton's method with backtracking.
+
+    The loss of :class:`lnn.LpRegression`,
+
+    .. math:: \\ell(W) = \\frac{c}{p} \\sum_{i,k} |r_{ik}|^p, \\qquad R = X W^\\top - Y,
+
+    separates over the output columns ``k``; for each, the gradient is ``c X^T (|r|^{p-1} sign r)`` and the Hessian
+    ``c (p-1) X^T diag(|r|^{p-2}) X``. Starting from the least-squares solution (the exact minimizer for ``p = 2``),
+    each iteration takes the Newton step, halved until the loss does not increase (Armijo backtracking), and stops
+    once the Newton decrement ``g^T H^+ g / 2`` falls below ``tol * max(ell, tiny)``. Chapter *Optimization* uses
+    ``ell*`` to normalize the optimality gap in the acceleration-by-depth experiment.
+
+    Parameters
+    ----------
+    X
+        Inputs, shape ``(m, d_in)``; rows are examples.
+    Y
+        Targets, shape ``(m,)`` or ``(m, d_out)``.
+    p
+        Exponent ``p >= 2`` (the Hessian of ``|r|^p`` is unbounded at ``r = 0`` for ``p < 2``).
+    reduction
+        As in :class:`lnn.LpRegression`: ``"mean"`` (``c = 1/(m d_out)``), ``"sum"`` or ``"half_sum"``.
+    tol, max_iter
+        Relative stopping tolerance on the Newton decrement and the iteration cap.
+
+    Returns
+    -------
+    (W_star, loss_star)
+        ``W_star`` of shape ``(d_out, d_in)`` and the scalar tensor ``ell(W_star)``.
+
+    Raises
+    ------
+    ValueError
+        ``p < 2``, shapes that do not match, or no convergence within ``max_iter`` iterations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.regression import lp_regression_minimum
+    >>> X = torch.tensor([[1.0], [1.0]], dtype=torch.float64); Y = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    >>> W, loss = lp_regression_minimum(X, Y, p=4)
+    >>> round(W.item(), 12), round(loss.item(), 12)
+    (1.0, 0.25)
+    """
+    check_matrix(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must be one (m, d_in) matrix, got shape {tuple(X.shape)}")
+    if not float(p) >= 2.0:
+        raise ValueError(f"Newton's method needs p >= 2 (the loss must be twice differentiable), got p={p}")
+    check_positive(tol, "tol")
+    objective = LpRegression(X, Y, p=p, reduction=reduction)
+    Y2 = objective.Y
+    if Y2.ndim != 2:
+        raise ValueError(f"Y must have shape (m,) or (m, d_out), got {tuple(Y.shape)}")
+    c, p = objective.c, float(p)
+    W = torch.linalg.lstsq(X, Y2).solution.mT.contiguous()  # (d_out, d_in), exact for p = 2
+    tiny = torch.finfo(X.dtype).tiny
+    for _ in range(max_iter):
+        value, G = objective.value_and_grad(W)
+        R = objective.residual(W)  # (m, d_out)
+        weights = c * (p - 1) * R.abs() ** (p - 2)  # (m, d_out)
+        H = torch.einsum("ik,ia,ib->kab", weights, X, X)  # one Hessian per output column
+        step = (torch.linalg.pinv(H, hermitian=True) @ G.unsqueeze(-1)).squeeze(-1)  # (d_out, d_in)
+        decrement = float((G * step).sum()) / 2
+        if decrement <= tol * max(float(value), tiny):
+            return W, objective(W)
+        t = 1.0
+        while True:
+            candidate = W - t * step
+            if float(objective(candidate)) <= float(value) or t < 1e-12:
+                break
+            t /= 2
+        W = candidate
+    raise ValueError(f"Newton's method did not converge in {max_iter} iterations (p={p}); raise max_iter")
+
+
+def relative_excess_loss(losses: Tensor, loss_star: Tensor | float) -> Tensor:
+    """The normalized optimality gap ``(ell_t - ell*) / (ell_0 - ell*)`` of every run at every step.
+
+    ``losses`` has shape ``(steps + 1, *batch)`` as in :attr:`lnn.Trajectory.losses`; each run is normalized by its
+    own initial gap, so runs started at different points are compared by the fraction of the gap they closed
+    (chapter *Optimization*).
+    """
+    if not isinstance(losses, Tensor) or losses.ndim < 1:
+        raise ValueError("losses must be a tensor of shape (steps + 1, *batch)")
+    gap0 = losses[0] - loss_star
+    if bool((gap0 <= 0).any()):
+        raise ValueError("every run must start above the minimum (ell_0 > ell*) for the gap to be normalized")
+    return (losses - loss_star) / gap0
+
+
+def iterations_to_target(losses: Tensor, loss_star: Tensor | float, target: float = 1e-4) -> Tensor:
+    """First iteration ``t`` at which ``(ell_t - ell*) / (ell_0 - ell*) < target``, per run; ``-1`` if never.
+
+    The metric of the acceleration-by-depth table in chapter *Optimization* (after Arora, Cohen and Hazan 2018).
+    Non-finite losses (runs frozen by :class:`DivergenceGuard`) never count as reaching the target.
+    """
+    check_positive(target, "target")
+    rel = relative_excess_loss(losses, loss_star)
+    below = torch.isfinite(rel) & (rel < target)
+    first = below.to(torch.int64).argmax(0)
+    return torch.where(below.any(0), first, torch.full_like(first, -1))
+
+
+def best_over_step_sizes(iterations: Tensor, step_sizes: Tensor | Sequence[float], dim: int = 0):
+    """The best step size of a sweep: fewest iterations along ``dim``, where ``-1`` (never reached) counts as worst.
+
+    Returns ``(best_iterations, best_step_size, at_edge)``: ``best_iterations`` is ``-1`` where no step size
+    reached the target (then ``best_step_size`` is NaN); ``at_edge`` is True where the best step size is the
+    smallest or the largest of the grid, a sign that the grid should be widened before trusting the comparison.
+    Ties go to the smaller step size. Chapter *Optimization* tunes the step size per depth this way.
+    """
+    if not isinstance(iterations, Tensor):
+        raise ValueError("iterations must be a tensor (as returned by iterations_to_target)")
+    lrs = torch.as_tensor(step_sizes, dtype=torch.float64)
+    dim = dim % iterations.ndim
+    n = iterations.shape[dim]
+    if lrs.ndim != 1 or lrs.numel() != n:
+        raise ValueError(f"step_sizes must list the {n} step sizes along dim {dim}, got shape {tuple(lrs.shape)}")
+    never = iterations < 0
+    big = torch.iinfo(torch.int64).max
+    score = torch.where(never, torch.full_like(iterations, big), iterations)
+    best = score.min(dim)
+    found = best.values < big
+    best_iter = torch.where(found, best.values, torch.full_like(best.values, -1))
+    best_lr = torch.where(found, lrs[best.indices], torch.full(best.indices.shape, math.nan, dtype=torch.float64))
+    at_edge = found & ((best.indices == 0) | (best.indices == n - 1))
+    return best_iter, best_lr, at_edge
+
+
+class DivergenceGuard(Objective):
+    """Wrap an objective so that runs whose loss exceeds ``ceiling`` (or is not finite) stop moving.
+
+    For such a run the wrapper returns a zero gradient, so gradient descent leaves its parameters where they are,
+    and reports its loss with NaN and infinities replaced by the largest float (so the driver of
+    :func:`lnn.gradient_descent`, which raises on a non-finite loss, carries on). Runs that stay below the ceiling
+    see exactly the wrapped objective. This lets one batched call sweep a grid of step sizes whose largest members
+    diverge (chapter *Optimization*, acceleration by depth); the frozen runs never reach a target.
+
+    Parameters
+    ----------
+    objective
+        Any :class:`lnn.tasks.Objective`.
+    ceiling
+        A positive loss value that no converging run reaches, e.g. ``1e3`` times the largest initial loss.
+    """
+
+    def __init__(self, objective: Objective, ceiling: float):
+        if not hasattr(objective, "value_and_grad"):
+            raise ValueError(f"objective must provide value_and_grad, got {type(objective).__name__}")
+        self.objective = objective
+        self.ceiling = check_positive(ceiling, "ceiling")
+        self.target_shape = objective.target_shape
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        value, G = self.objective.value_and_grad(W)
+        alive = torch.isfinite(value) & (value <= self.ceiling)
+        big = torch.finfo(value.dtype).max
+        value = torch.nan_to_num(value, nan=big, posinf=big, neginf=big)
+        mask = alive.reshape(*alive.shape, *([1] * (G.ndim - alive.ndim)))
+        G = torch.where(mask, G, torch.zeros_like(G))
+        return value, G
