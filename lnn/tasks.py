@@ -3,11 +3,15 @@
 Every objective maps an end-to-end matrix or tensor ``W`` of shape ``(..., *target_shape)`` to per-run losses of
 shape ``(...)`` and gives the gradient in closed form (``value_and_grad``), so the training loop in
 :mod:`lnn.dynamics` never builds an autograd graph. Loss normalizations differ between papers, so each objective
-takes an explicit ``reduction``:
+takes an explicit ``reduction`` that scales the sum of per-entry losses ``e_i``:
 
-* ``"mean"``: ``(1/m) * sum_i r_i^2`` over the ``m`` measurements or observed entries (Arora et al. 2019);
-* ``"sum"``: ``sum_i r_i^2``;
-* ``"half_sum"``: ``(1/2) * sum_i r_i^2`` (Razin & Cohen 2020; kernel gradient descent).
+* ``"mean"``: ``(1/m) * sum_i e_i`` over the ``m`` measurements or observed entries (Arora et al. 2019);
+* ``"sum"``: ``sum_i e_i``;
+* ``"half_sum"``: ``(1/2) * sum_i e_i`` (Razin & Cohen 2020; kernel gradient descent).
+
+The per-entry loss is ``e_i = r_i^2`` for sensing and completion, and ``e_i = |r_i|^p / p`` for
+:class:`LpRegression` (the convention of the l_p experiments). So for ``p = 2`` regression, ``"sum"`` already gives
+``(1/2) sum_i r_i^2``; use it, not ``"half_sum"`` (which gives ``(1/4) sum_i r_i^2``), for the usual least squares.
 
 Chapters *Optimization* (regression) and *Implicit bias* (sensing, completion, tensors) use them.
 """
