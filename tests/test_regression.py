@@ -81,9 +81,23 @@ def test_iterations_to_target_and_relative_gap():
         relative_excess_loss(losses, 5.0)
 
 
+def test_iterations_to_target_stay():
+    # a run that dips below the target at step 3, spikes at step 5 and settles from step 7 on
+    rel = torch.tensor([1.0, 1e-2, 1e-3, 1e-5, 1e-5, 1e-1, 1e-3, 1e-6, 1e-7], dtype=torch.float64)
+    settled = torch.tensor([1.0] + [1e-6] * 8, dtype=torch.float64)  # below from step 1 on
+    losses = torch.stack([1.0 + rel, 1.0 + settled], -1)
+    assert iterations_to_target(losses, 1.0, 1e-4).tolist() == [3, 1]
+    assert iterations_to_target(losses, 1.0, 1e-4, stay=True).tolist() == [7, 1]
+    # ending above the target: never
+    up = torch.tensor([[2.0], [1.00001], [1.5]], dtype=torch.float64)
+    assert iterations_to_target(up, 1.0, 1e-4, stay=True).tolist() == [-1]
+    assert iterations_to_target(up, 1.0, 1e-4).tolist() == [1]
+
+
 def test_nonfinite_losses_never_count():
     losses = torch.tensor([[2.0], [float("nan")], [torch.finfo(torch.float64).max]], dtype=torch.float64)
     assert iterations_to_target(losses, 1.0).tolist() == [-1]
+    assert iterations_to_target(losses, 1.0, stay=True).tolist() == [-1]
 
 
 def test_best_over_step_sizes():
