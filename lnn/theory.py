@@ -211,15 +211,19 @@ def loop_integral(
 ) -> float:
     """Circulation ``oint F . dW`` of a vector field around the circle
     ``W(theta) = center + radius (cos theta E_1 + sin theta E_2)``, by the midpoint rule with ``segments`` pieces
-    (error ``O(segments^-2)``). It vanishes for every loop iff ``F`` is a gradient field, so a nonzero value shows
+    (error ``O(segments^-2)``). ``field`` must accept a batch of points (leading dimension), as
+    :func:`end_to_end_field` does. It vanishes for every loop iff ``F`` is a gradient field, so a nonzero value shows
     that no regularizer produces ``F`` (Arora, Cohen, Hazan 2018, Theorem 2; chapter *Optimization*)."""
     check_positive(radius, "radius")
-    theta = torch.linspace(0, 2 * math.pi, segments + 1, dtype=torch.float64)
-    points = [center + radius * (math.cos(a) * direction1 + math.sin(a) * direction2) for a in theta.tolist()]
-    total = 0.0
-    for a, b in zip(points[:-1], points[1:]):
-        total += float((field((a + b) / 2) * (b - a)).sum())
-    return total
+    if segments < 3:
+        raise ValueError(f"segments must be >= 3, got {segments}")
+    theta = torch.linspace(0, 2 * math.pi, segments + 1, dtype=center.dtype, device=center.device)
+    shape = (-1,) + (1,) * center.ndim
+    cos, sin = torch.cos(theta).reshape(shape), torch.sin(theta).reshape(shape)
+    points = center + radius * (cos * direction1 + sin * direction2)  # (segments + 1, *center.shape)
+    midpoints = (points[:-1] + points[1:]) / 2
+    steps = points[1:] - points[:-1]
+    return float((field(midpoints) * steps).sum())  # the field is evaluated on all midpoints as one batch
 
 
 def objective_hessian(factors: Sequence[Tensor], loss: Callable[[Tensor], Tensor]) -> Tensor:
