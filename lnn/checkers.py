@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .dynamics import end_to_end_descent, gradient_descent
+from .dynamics import end_to_end_descent
 from .metrics import balancedness_gaps as _gaps
 from .metrics import effective_rank as _erank
-from .network import balanced_factors, end_to_end, gaussian_factors
+from .network import end_to_end, gaussian_factors
 from .tasks import LpRegression
 from .theory import blowup_time as _blowup
 from .theory import preconditioned_gradient as _precond
@@ -392,7 +392,7 @@ def check_preconditioned_gradient(fn: Callable[[Tensor, Tensor, int], Tensor], l
         out = run(torch.eye(3, dtype=F64), Gs, N)
         c = _scalar_multiple(out, Gs)
         if c is None or abs(c - N) > 1e-8:
-            what = f"{c:.6g} G" if c is not None else "not a multiple of G"
+            what = f"{c:.6g} times G" if c is not None else "not a multiple of G"
             detail = _factor_message(c / N, N) if c is not None else "is wrong"
             _fail(label, name, f"at W = I every one of the N terms equals G, so P_I(G) = N G; for N = {N} yours is "
                   f"{what}: it {detail}")
