@@ -1,0 +1,392 @@
+"""Overparameterized layers: a dense layer whose weight is a product of matrices (chapter *Applications*).
+
+Arora, Cohen and Hazan (2018, section 8) replace each dense layer ``x -> W x + b`` of a non-linear network by
+``x -> W_N \\cdots W_1 x + b``. The new layer computes exactly the same family of functions (a product of matrices
+is a matrix, and with hidden widths ``>= min(d_in, d_out)`` every matrix is such a product), so any change in how
+training goes is an effect of the parametrization on optimization, not of expressiveness. Under gradient descent
+from a balanced factorization the end-to-end weight ``W = W_{N:1}`` moves, to first order in the step size, by the
+preconditioned step ``-eta P_W(G)`` of chapter *Optimization* (:func:`lnn.preconditioned_gradient`).
+
+This module holds the layer (:class:`OverparameterizedLinear`), the rewrite of a network's dense layers into such
+products and back (:func:`overparameterize`, :func:`collapse`), and a driver that trains many independent copies
+of one small network at once (:func:`ensemble_train`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import check_depth, check_nonnegative_int
+from .network import balanced_factors, end_to_end
+
+__all__ = [
+    "OverparameterizedLinear",
+    "overparameterize",
+    "collapse",
+    "count_parameters",
+    "ensemble_train",
+]
+
+_INITS = ("balanced", "identity")
+
+
+def _hidden(widths: int | Sequence[int] | None, depth: int, d_in: int, d_out: int) -> list[int]:
+    if widths is None:
+        return [min(d_in, d_out)] * (depth - 1)
+    if isinstance(widths, int):
+        return [widths] * (depth - 1)
+    widths = [int(w) for w in widths]
+    if len(widths) != depth - 1:
+        raise ValueError(f"widths must list the {depth - 1} hidden widths of a depth-{depth} product, got {widths}")
+    return widths
+
+
+def _factorize(W: Tensor, depth: int, hidden: list[int], init: str) -> list[Tensor]:
+    """Factors ``[W_1..W_N]`` with ``W_N \\cdots W_1 = W`` (computed in float64, returned in ``W``'s dtype)."""
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+    d_out, d_in = W.shape
+    W64 = W.detach().to(torch.float64)
+    if depth == 1:
+        factors = [W64.clone()]
+    elif init == "balanced":
+        if min(hidden) < min(d_in, d_out):
+            raise ValueError(
+                f"a balanced factorization of a {d_out}x{d_in} weight needs hidden widths >= {min(d_in, d_out)}, "
+                f"got {hidden}"
+            )
+        factors = balanced_factors(W64, depth, widths=hidden)
+    elif init == "identity":
+        if min(hidden) < d_out:
+            raise ValueError(f"the identity factorization needs hidden widths >= d_out = {d_out}, got {hidden}")
+        dims = [d_in] + hidden + [d_out]
+        factors = [torch.zeros(dims[1], d_in, dtype=torch.float64)]
+        factors[0][:d_out] = W64  # W_1 = [W; 0]
+        factors += [torch.eye(dims[j], dims[j - 1], dtype=torch.float64) for j in range(2, depth + 1)]
+    return [f.to(dtype=W.dtype, device=W.device).contiguous() for f in factors]
+
+
+class OverparameterizedLinear(nn.Module):
+    """A dense layer whose weight is a product of ``depth`` matrices: ``y = W_N \\cdots W_1 x + b``.
+
+    .. math:: y = W_{N:1}\\, x + b, \\qquad W_{N:1} = W_N W_{N-1} \\cdots W_1,\\quad W_j \\in \\mathbb{R}^{d_j \\times d_{j-1}},
+
+    with ``d_0 = in_features`` and ``d_N = out_features`` (chapter *Applications*, acceleration by
+    overparameterization). Hidden widths ``d_1..d_{N-1}`` default to ``min(in_features, out_features)``, the
+    smallest widths that leave the set of computable maps unchanged. A freshly constructed layer draws ``W`` as
+    :class:`torch.nn.Linear` would and stores a balanced factorization of it; :meth:`from_linear` factorizes the
+    weight of an existing layer, so the new layer computes the same function.
+
+    Parameters
+    ----------
+    in_features, out_features
+        ``d_0`` and ``d_N``.
+    depth
+        Number of factors ``N >= 1`` (``N = 1`` is an ordinary dense layer).
+    widths
+        Hidden widths ``d_1..d_{N-1}`` (an int for all).
+    bias
+        Whether to add a bias ``b`` (not factorized).
+
+    Attributes
+    ----------
+    factors
+        :class:`torch.nn.ParameterList` ``[W_1, ..., W_N]``.
+    weight
+        The end-to-end matrix ``W_{N:1}`` (a tensor computed on access; differentiable).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.layers import OverparameterizedLinear
+    >>> dense = torch.nn.Linear(5, 3)
+    >>> deep = OverparameterizedLinear.from_linear(dense, depth=3)
+    >>> x = torch.randn(4, 5)
+    >>> bool(torch.allclose(deep(x), dense(x), atol=1e-5))
+    True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        depth: int = 2,
+        widths: int | Sequence[int] | None = None,
+        bias: bool = True,
+        *,
+        init: str = "balanced",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+        reference = nn.Linear(int(in_features), int(out_features), bias=bias, dtype=dtype, device=device)
+        self._build(reference.weight, reference.bias, depth, widths, init)
+
+    def _build(self, W: Tensor, b: Tensor | None, depth: int, widths, init: str) -> None:
+        self.depth = check_depth(depth)
+        self.out_features, self.in_features = W.shape
+        self.widths = _hidden(widths, self.depth, self.in_features, self.out_features)
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"hidden widths must be >= 1, got {self.widths}")
+        self.init = init
+        self.factors = nn.ParameterList([nn.Parameter(f) for f in _factorize(W, self.depth, self.widths, init)])
+        self.bias = None if b is None else nn.Parameter(b.detach().clone())
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        depth: int = 2,
+        widths: int | Sequence[int] | None = None,
+        *,
+        init: str = "balanced",
+    ) -> "OverparameterizedLinear":
+        """The product layer computing the same function as ``linear``: ``W_{N:1} = linear.weight`` and the same bias.
+
+        ``init="balanced"`` uses :func:`lnn.balanced_factors` (``W_N = U S^{1/N}``, ``W_j = S^{1/N}``,
+        ``W_1 = S^{1/N} V^T``, zero-padded; every balancedness gap vanishes), computed in float64 and stored in the
+        layer's dtype. ``init="identity"`` sets ``W_1 = [W; 0]`` and the other factors to rectangular identities
+        (needs hidden widths ``>= out_features``).
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"from_linear expects a torch.nn.Linear, got {type(linear).__name__}")
+        layer = cls.__new__(cls)  # no fresh random draw: the factors come from ``linear``
+        nn.Module.__init__(layer)
+        layer._build(linear.weight, linear.bias, depth, widths, init)
+        return layer
+
+    @property
+    def weight(self) -> Tensor:
+        return end_to_end(list(self.factors))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def to_linear(self) -> nn.Linear:
+        """An ordinary :class:`torch.nn.Linear` with weight ``W_{N:1}`` and the same bias (the same function)."""
+        W = self.weight.detach()
+        out = nn.utils.skip_init(  # no random draw: the weights are overwritten
+            nn.Linear, self.in_features, self.out_features, bias=self.bias is not None, dtype=W.dtype, device=W.device
+        )
+        with torch.no_grad():
+            out.weight.copy_(W)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+    def extra_repr(self) -> str:
+        dims = [self.in_features] + self.widths + [self.out_features]
+        return f"dims={dims}, bias={self.bias is not None}, init={self.init!r}"
+
+
+def _replace(module: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> int:
+    count = 0
+    for name, child in module.named_children():
+        new = convert(child)
+        if new is not None:
+            setattr(module, name, new)
+            count += 1
+        else:
+            count += _replace(child, convert)
+    return count
+
+
+def overparameterize(
+    model: nn.Module,
+    depth: int = 2,
+    widths: int | Sequence[int] | None = None,
+    *,
+    init: str = "balanced",
+) -> nn.Module:
+    """A copy of ``model`` with every :class:`torch.nn.Linear` replaced by an :class:`OverparameterizedLinear`
+    of the given ``depth`` that computes the same function (chapter *Applications*).
+
+    The copy computes the same function as ``model`` at initialization (up to rounding in the model's dtype) and
+    can express exactly the same functions; only the parametrization, hence the training dynamics, changes.
+    ``model`` itself is left untouched. Raises :class:`ValueError` when the model has no dense layer.
+    """
+    depth = check_depth(depth)
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+    new = copy.deepcopy(model)
+    convert = lambda m: OverparameterizedLinear.from_linear(m, depth, widths, init=init) if isinstance(m, nn.Linear) else None  # noqa: E731
+    if isinstance(new, nn.Linear):
+        return convert(new)
+    if _replace(new, convert) == 0:
+        raise ValueError(f"overparameterize found no torch.nn.Linear layer in {type(model).__name__}")
+    return new
+
+
+def collapse(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every :class:`OverparameterizedLinear` replaced by the :class:`torch.nn.Linear` with its
+    end-to-end weight: the same function, ordinary parametrization (the inverse of :func:`overparameterize` up to
+    the choice of factors). It shows that overparameterization adds no expressiveness (chapter *Applications*)."""
+    if isinstance(model, OverparameterizedLinear):
+        return model.to_linear()
+    new = copy.deepcopy(model)
+    _replace(new, lambda m: m.to_linear() if isinstance(m, OverparameterizedLinear) else None)
+    return new
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def ensemble_train(
+    models: Sequence[nn.Module],
+    loss: Callable[..., Tensor],
+    data: Sequence[Tensor],
+    *,
+    lr: float | Tensor,
+    steps: int,
+    momentum: float = 0.0,
+    optimizer: str = "sgd",
+    batch_size: int | None = None,
+    data_per_run: bool = False,
+    generator: torch.Generator | None = None,
+    record_every: int = 1,
+) -> tuple[Tensor, list[nn.Module]]:
+    """Train ``R`` independent copies of one architecture at once by (stochastic) gradient descent
+    (chapter *Applications*):
+
+    .. math:: v_r \\leftarrow \\mu v_r + \\nabla_{\\theta_r} L_r(\\theta_r), \\qquad \\theta_r \\leftarrow \\theta_r - \\eta_r v_r
+
+    (plain gradient descent for ``momentum`` ``mu = 0``), or Adam (Kingma and Ba 2015; ``optimizer="adam"``, with
+    ``betas = (0.9, 0.999)``, ``eps = 1e-8``; a per-coordinate method, which changes the path and hence possibly
+    the implicit bias of training). The copies (different seeds, parametrizations of the same
+    shape, data sets, ...) are stacked with :func:`torch.func.stack_module_state` and stepped together through
+    :func:`torch.vmap`, so ``R`` runs cost one Python loop of ``steps`` iterations. Runs are independent: a run whose
+    loss becomes NaN or inf (a step size beyond its stability threshold) keeps its non-finite loss and does not
+    affect the others.
+
+    Parameters
+    ----------
+    models
+        ``R`` modules of identical structure (parameter names and shapes); they are not modified.
+    loss
+        ``loss(f, *batch) -> scalar``, where ``f(x)`` applies the run's network to ``x``; e.g.
+        ``lambda f, X, y: F.cross_entropy(f(X), y)``. It may differentiate ``f`` with respect to its input
+        through :mod:`torch.func` (as :func:`lnn.locality.input_gradient_change` does).
+    data
+        Tensors whose first dimension indexes examples, shared by every run; with ``data_per_run=True`` each has a
+        leading run dimension ``R`` first (one data set per run).
+    lr
+        Step size ``eta``, a float or a tensor of shape ``(R,)``.
+    steps
+        Number of updates ``>= 0``.
+    momentum
+        Heavy-ball coefficient ``mu`` in ``[0, 1)`` (``optimizer="sgd"`` only).
+    optimizer
+        ``"sgd"`` or ``"adam"``.
+    batch_size
+        ``None`` for full-batch gradient descent; otherwise each step uses a minibatch drawn without replacement
+        (the same example indices for every run) from ``generator``.
+    record_every
+        The loss (of the batch used by the step, before the update) is recorded at steps ``0, record_every, ...``;
+        the loss on the full data after the last update is appended.
+
+    Returns
+    -------
+    losses
+        Tensor of shape ``(number of records, R)``.
+    trained
+        ``R`` new modules holding the final parameters.
+    """
+    models = list(models)
+    if len(models) == 0:
+        raise ValueError("models must hold at least one module")
+    steps = check_nonnegative_int(steps, "steps")
+    if int(record_every) < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if not 0.0 <= float(momentum) < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if optimizer == "adam" and momentum:
+        raise ValueError("momentum applies to optimizer='sgd' only (Adam has its own moment estimates)")
+    names = [n for n, _ in models[0].named_parameters()]
+    for m in models[1:]:
+        if [n for n, _ in m.named_parameters()] != names or any(
+            p.shape != q.shape for p, q in zip(m.parameters(), models[0].parameters())
+        ):
+            raise ValueError("every model must have the same parameter names and shapes")
+    R = len(models)
+    data = list(data)
+    if len(data) == 0:
+        raise ValueError("data must hold at least one tensor")
+    axis = 1 if data_per_run else 0
+    n = data[0].shape[axis]
+    for t in data:
+        if data_per_run and t.shape[0] != R:
+            raise ValueError(f"with data_per_run=True every data tensor needs a leading dimension R = {R}")
+        if t.shape[axis] != n:
+            raise ValueError("every data tensor must hold the same number of examples")
+    if batch_size is not None and not 1 <= int(batch_size) <= n:
+        raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
+
+    params, buffers = torch.func.stack_module_state(models)
+    params = {k: v.detach().clone() for k, v in params.items()}
+    ref = params[names[0]]
+    lr_t = torch.as_tensor(lr, dtype=ref.dtype, device=ref.device)
+    if lr_t.ndim == 0:
+        lr_t = lr_t.expand(R)
+    if lr_t.shape != (R,):
+        raise ValueError(f"lr must be a float or a tensor of shape ({R},), got shape {tuple(lr_t.shape)}")
+    if not bool((lr_t > 0).all()):
+        raise ValueError("every step size must be positive")
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def run_loss(p, b, *batch):
+        return loss(lambda x: torch.func.functional_call(base, (p, b), (x,)), *batch)
+
+    in_dims = (0, 0) + (0 if data_per_run else None,) * len(data)
+    step_fn = torch.vmap(torch.func.grad_and_value(run_loss), in_dims=in_dims)
+    velocity = {k: torch.zeros_like(v) for k, v in params.items()} if (momentum > 0 or optimizer == "adam") else None
+    second = {k: torch.zeros_like(v) for k, v in params.items()} if optimizer == "adam" else None
+    beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
+    record = set(range(0, steps, int(record_every)))
+    losses = []
+    order, cursor = None, n
+    for t in range(steps):
+        if batch_size is None:
+            batch = data
+        else:
+            if cursor + batch_size > n:  # a new epoch: reshuffle
+                order, cursor = torch.randperm(n, generator=generator), 0
+            idx = order[cursor : cursor + batch_size]
+            cursor += batch_size
+            batch = [d[:, idx] if data_per_run else d[idx] for d in data]
+        grads, value = step_fn(params, buffers, *batch)
+        if t in record:
+            losses.append(value.detach())
+        with torch.no_grad():
+            for k in params:
+                g = grads[k]
+                if second is not None:  # Adam
+                    velocity[k] = beta1 * velocity[k] + (1 - beta1) * g
+                    second[k] = beta2 * second[k] + (1 - beta2) * g * g
+                    m_hat = velocity[k] / (1 - beta1 ** (t + 1))
+                    v_hat = second[k] / (1 - beta2 ** (t + 1))
+                    g = m_hat / (v_hat.sqrt() + adam_eps)
+                elif velocity is not None:
+                    velocity[k] = momentum * velocity[k] + g
+                    g = velocity[k]
+                params[k] = params[k] - lr_t.view(R, *([1] * (g.ndim - 1))) * g
+    with torch.no_grad():
+        losses.append(torch.vmap(run_loss, in_dims=in_dims)(params, buffers, *data))
+    trained = []
+    for r in range(R):
+        m = copy.deepcopy(models[r])
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(params[name][r])
+        trained.append(m)
+    return torch.stack(losses), trained
