@@ -88,10 +88,6 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(x.shape) if hasattr(x, "shape") else ()
-
-
 def _describe(args: Sequence[Any]) -> str:
     parts = []
     for a in args:
@@ -135,9 +131,12 @@ def _tensor(label: str, name: str, out: Any, what: str = "result") -> Tensor:
             _fail(label, name, f"your {what} has dtype {out.dtype}; expected real numbers")
         return out.detach().to(F64)
     try:
+        if isinstance(out, list | tuple) and out and all(isinstance(t, Tensor) for t in out):
+            return torch.stack([t.detach().to(F64) for t in out])
         return torch.as_tensor(np.asarray(out, dtype=np.float64))
-    except (TypeError, ValueError):
-        _fail(label, name, f"your {what} is a {type(out).__name__}; expected a tensor (or something torch.as_tensor accepts)")
+    except (TypeError, ValueError, RuntimeError):
+        _fail(label, name, f"your {what} is a {type(out).__name__} that does not convert to one tensor of numbers; "
+              "expected a tensor")
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -433,7 +432,9 @@ def check_preconditioned_gradient(fn: Callable[[Tensor, Tensor, int], Tensor], l
             err = _rel(out, _precond(W, G, N))
             if err > 1e-7:
                 deficient = f" W has rank {rank} < min(m, n): remember the convention M^0 = I (the j = 1 and j = N terms " \
-                            "contain no power of one of the two Gram matrices at all)." if rank is not None else ""
+                            "contain no power of one of the two Gram matrices at all), and take the powers from the SVD " \
+                            "of W (eigh of W W^T errs near its zero eigenvalues, and fractional powers amplify that)." \
+                    if rank is not None else ""
                 _fail(label, name, f"wrong values for W of shape {(m, n)} at depth {N} (relative error {err:.2e}).{deficient}")
             worst = max(worst, err)
     _passed(label, name, "has the right shape, P = G at N = 1, P_I(G) = N G, degree 2 - 2/N, the singular-vector "
