@@ -6,11 +6,14 @@ The differences from the instructor edition: sphinx-exercise's ``hide_solutions:
 ``{solution}`` is dropped from the HTML), the title, and no copy of the page sources
 (``html_copy_source: false``; the notebooks hold the solutions), hence no download button and no
 launch buttons (they open the full notebooks). Paths in the config stay relative
-to the book's source folder (the repository root), so the written file may live anywhere.
+to the book's source folder (the repository root), so the written file may live anywhere, except
+``sphinx.local_extensions``, which Jupyter Book resolves against the config file's own folder:
+those are rewritten relative to the written file.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +36,19 @@ def student_config(config: dict) -> dict:
     return config
 
 
+def rebase_local_extensions(config: dict, source: Path, target: Path) -> dict:
+    """Make ``sphinx.local_extensions`` paths, relative to ``source``'s folder, relative to ``target``'s."""
+    sphinx = dict(config.get("sphinx") or {})
+    local = sphinx.get("local_extensions") or {}
+    if local:
+        sphinx["local_extensions"] = {
+            name: os.path.relpath((source.parent / path).resolve(), target.parent.resolve()) + "/"
+            for name, path in local.items()
+        }
+        config = {**config, "sphinx": sphinx}
+    return config
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -41,7 +57,8 @@ def main(argv: list[str]) -> int:
     config = yaml.safe_load(source.read_text(encoding="utf-8"))
     target.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Generated from {source} by scripts/student_config.py; do not edit.\n"
-    target.write_text(header + yaml.safe_dump(student_config(config), sort_keys=False), encoding="utf-8")
+    config = rebase_local_extensions(student_config(config), source, target)
+    target.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return 0
 
 

@@ -1,0 +1,111 @@
+"""Sphinx extension: small fixes of what Jupyter Book 1 writes into every HTML page.
+
+Loaded through ``sphinx.local_extensions`` in ``_config.yml``. It only tidies the page's assets:
+
+- Jupyter Book 1 (with sphinx-thebe and sphinx-togglebutton) adds each of their inline
+  configuration scripts twice, so every page threw ``SyntaxError: Identifier 'THEBE_JS_URL'
+  has already been declared`` in the browser console. Identical scripts are kept once.
+
+- The single-page builder (``make print``) looks up node handlers under its own name,
+  ``singlehtml``, and falls back to ``html`` only when no extension registered any handler for
+  ``singlehtml``. Some do, so sphinx-proof's boxes (registered for ``html`` only) crashed it with
+  ``NotImplementedError: unknown node type: definition_node``. Every ``html`` handler missing
+  under ``singlehtml`` is copied there.
+
+- With sphinx-exercise's ``hide_solutions`` (the student edition, ``make student``), a gated
+  solution (``solution-start`` ... ``solution-end``, used when a solution holds code cells) left
+  its end marker behind, which crashed the build (``unknown node type: solution_end_node``), and
+  would have left the solution's cells in the page. Each gated solution is removed whole.
+
+``tests/test_browser.py`` opens the pages in headless Chromium and fails on console errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from sphinx.transforms import SphinxTransform
+
+
+def _script_key(script: Any) -> tuple:
+    attributes = getattr(script, "attributes", {}) or {}
+    # The same inline script comes once with filename None and once with "" (from two registration paths).
+    filename = getattr(script, "filename", script) or None
+    return (str(filename) if filename else None, tuple(sorted((k, str(v)) for k, v in attributes.items())))
+
+
+def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep the first of identical ``<script>`` entries (same source, body and attributes)."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple] = set()
+    unique = []
+    for script in scripts:
+        key = _script_key(script)
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(script)
+    scripts[:] = unique
+
+
+def share_html_handlers(app) -> None:
+    """Give the ``singlehtml`` builder every node handler that extensions registered for ``html``."""
+    handlers = app.registry.translation_handlers
+    if app.builder.name != "singlehtml" or "singlehtml" not in handlers:
+        return
+    for node, visitors in handlers.get("html", {}).items():
+        handlers["singlehtml"].setdefault(node, visitors)
+
+
+class hidden_solution_start(nodes.Element):
+    """Where a gated solution began, in an edition without solutions (removed before writing)."""
+
+
+def _hidden_solution_start_directive():
+    from sphinx_exercise.directive import SolutionStartDirective
+
+    class HiddenSolutionStart(SolutionStartDirective):
+        def run(self):
+            super().run()  # keeps sphinx-exercise's bookkeeping of gated pairs; returns [] when hidden
+            return [hidden_solution_start()]
+
+    return HiddenSolutionStart
+
+
+class RemoveHiddenGatedSolutions(SphinxTransform):
+    """Drop everything from each hidden ``solution-start`` through its ``solution-end``."""
+
+    default_priority = 5  # before sphinx-exercise merges gated solutions (priority 10)
+
+    def apply(self) -> None:
+        from sphinx_exercise.nodes import solution_end_node
+
+        for start in list(self.document.findall(hidden_solution_start)):
+            parent = start.parent
+            if parent is None:
+                continue
+            index = parent.index(start)
+            end = next(
+                (i for i in range(index + 1, len(parent.children)) if isinstance(parent[i], solution_end_node)), None
+            )
+            stop = end + 1 if end is not None else index + 1
+            del parent.children[index:stop]
+
+
+def hide_gated_solutions(app, config) -> None:
+    if config.hide_solutions:
+        app.add_directive("solution-start", _hidden_solution_start_directive(), override=True)
+
+
+def setup(app) -> dict:
+    app.setup_extension("sphinx_exercise")
+    app.add_node(hidden_solution_start)
+    app.add_transform(RemoveHiddenGatedSolutions)
+    app.connect("config-inited", hide_gated_solutions)
+    app.connect("builder-inited", share_html_handlers)
+    # Late priority: after the extensions that add scripts in this event.
+    app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
