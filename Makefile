@@ -1,14 +1,17 @@
 # Executable lecture notes on linear neural networks.
 #
 #   make book      execute every chapter and build the HTML book into _build/html
-#   make test      run the test suite (tests/) and every chapter notebook (nbval)
+#   make test      run the test suite (tests/) and every chapter notebook (nbval); the browser
+#                  checks of tests/test_browser.py reuse _build/html when it is up to date
+#   make print     the whole book as one PDF, _build/print/book.pdf (single-page HTML printed by Chromium)
 #   make student   the student edition (solutions removed) into _build/student
 #   make static    fetch the offline browser assets (MathJax, widgets) only
 #   make bench     print the speed figures of lnn (benchmarks/, not timed tests)
-#   make clean     remove build outputs (keeps .venv; `make distclean` removes it too)
+#   make clean     remove build outputs and artifacts/ (keeps .venv; `make distclean` removes it too)
 #
-# Needs python3.11, make and npm. The first run creates .venv from requirements.txt;
-# later runs reinstall only when requirements.txt or pyproject.toml change.
+# Needs python3.11, make and npm; Chromium (Debian package `chromium`) for the browser checks of
+# `make test` (skipped without it) and for `make print`. The first run creates .venv from
+# requirements.txt; later runs reinstall only when requirements.txt or pyproject.toml change.
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -euo pipefail -c
@@ -26,6 +29,9 @@ VENDOR_STAMP := $(VENDOR)/PINS.txt
 NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))
 CELL_TIMEOUT ?= 300
 JB_FLAGS     := --all -W --keep-going
+# Written after a successful strict build; tests/test_browser.py reuses _build/html while it is newer
+# than every source of the book (and builds the book itself otherwise).
+BUILT_STAMP  := _build/.book-built
 
 # Quiet lnn's progress output in builds and tests; the thread count is left to torch.
 export LNN_QUIET := 1
@@ -34,7 +40,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: book test student static venv bench clean distclean
+.PHONY: book test student print static venv bench clean distclean
 
 venv: $(STAMP)
 
@@ -55,7 +61,9 @@ $(VENDOR_STAMP): scripts/fetch_static.sh
 static: $(VENDOR_STAMP)
 
 book: $(STAMP) $(VENDOR_STAMP)
+	rm -f $(BUILT_STAMP)
 	$(BIN)/jupyter-book build $(JB_FLAGS) .
+	touch $(BUILT_STAMP)
 	@echo "Open _build/html/index.html"
 
 # Student edition: the same sources and config with sphinx-exercise's hide_solutions on.
@@ -68,6 +76,12 @@ student: $(STAMP) $(VENDOR_STAMP)
 	rm -rf _build/.student
 	@echo "Open _build/student/index.html"
 
+# Printable edition: the single-page HTML build (all chapters executed again) printed to PDF by the
+# installed Chromium, offline (Jupyter Book's own `pdfhtml` needs pyppeteer to download a browser).
+print: $(STAMP) $(VENDOR_STAMP)
+	$(BIN)/jupyter-book build $(JB_FLAGS) --builder singlehtml .
+	$(BIN)/python scripts/print_book.py _build/singlehtml/index.html _build/print/book.pdf
+
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
@@ -79,7 +93,7 @@ bench: $(STAMP)
 	@if [ -f benchmarks/bench_ntk.py ]; then $(BIN)/python benchmarks/bench_ntk.py; fi
 
 clean:
-	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache
+	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache artifacts
 
 distclean: clean
 	rm -rf $(VENV) $(VENDOR)
