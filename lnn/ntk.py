@@ -298,14 +298,19 @@ def _structured_ntk(modules: list[nn.Module], x1: Tensor, x2: Tensor | None, chu
     a1 = [_with_ones(a, lin.bias is not None) for a, lin in zip(acts1, linears)]
     a2 = a1 if x2 is None else [_with_ones(a, lin.bias is not None) for a, lin in zip(acts2, linears)]
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
-    K = torch.empty(n1, n2, dtype=x1.dtype, device=x1.device)
     step = _chunk(chunk_size, n2)
-    for s in range(0, n1, step):
-        e = min(s + step, n1)
+
+    def rows(s: int, e: int) -> Tensor:
         block = a1[-1][s:e] @ a2[-1].T  # the output layer has delta = 1
         for k in range(len(linears) - 1):
             block.addcmul_(a1[k][s:e] @ a2[k].T, deltas1[k][s:e] @ deltas2[k].T)
-        K[s:e] = block
+        return block
+
+    if step >= n1:
+        return rows(0, n1)
+    K = torch.empty(n1, n2, dtype=x1.dtype, device=x1.device)
+    for s in range(0, n1, step):
+        K[s : s + step] = rows(s, min(s + step, n1))
     return K
 
 
