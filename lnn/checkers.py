@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .dynamics import end_to_end_descent
+from .locality import adjacent_correlation, ar1_features, surrogate_entanglement
 from .metrics import balancedness_gaps as _gaps
 from .metrics import effective_rank as _erank
 from .network import end_to_end, gaussian_factors
@@ -902,18 +903,6 @@ def check_cut_surrogate(fn: Callable[[Tensor, list[int]], Any], label: str = "Ex
             "diagonal, and vanishes for empty and block-aligned cuts.")
 
 
-def _level_surrogate(absC: np.ndarray, level: int) -> float:
-    """Mean over the ``2^level`` contiguous blocks of the summed ``|C|`` between each block and the rest."""
-    D = absC.shape[0]
-    bounds = np.linspace(0, D, 2**level + 1).round().astype(int)
-    vals = []
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        inside = np.zeros(D, dtype=bool)
-        inside[s:e] = True
-        vals.append(absC[np.ix_(inside, ~inside)].sum())
-    return float(np.mean(vals))
-
-
 def check_spectral_order(fn: Callable[[Tensor], Any], label: str = "Exercise 4.2") -> None:
     """Check ``fn(C) -> order``, a feature ordering from recursive spectral bisection of the ``|C|`` graph:
 
@@ -940,20 +929,16 @@ def check_spectral_order(fn: Callable[[Tensor], Any], label: str = "Exercise 4.2
     if not all(len(set(r.tolist())) == 1 for r in runs):
         _fail(label, name, f"on 16 features in 4 shuffled blocks of 4 your order does not keep the blocks together "
               f"(block labels along your order: {block_of.tolist()})")
-    # AR(1)
-    D, m, rho = 64, 2000, 0.9
-    Z = np.empty((m, D))
-    Z[:, 0] = rng.standard_normal(m)
-    for i in range(1, D):
-        Z[:, i] = rho * Z[:, i - 1] + math.sqrt(1 - rho**2) * rng.standard_normal(m)
-    perm = rng.permutation(D)
-    Cp = np.abs(np.corrcoef(Z[:, perm], rowvar=False))
-    order = _as_index_list(label, name, _call(label, name, fn, torch.tensor(np.corrcoef(Z[:, perm], rowvar=False))), D)
-    Co = np.abs(np.corrcoef(Z, rowvar=False))
-    Cr = Cp[np.ix_(order, order)]
-    orig, shuf, yours = (_level_surrogate(M, 1) for M in (Co, Cp, Cr))
-    adj = float(np.mean(np.diag(Cr, 1)))
-    adj_shuf = float(np.mean(np.diag(Cp, 1)))
+    # AR(1) features in a lost order
+    D = 64
+    C = torch.corrcoef(ar1_features(2000, D, 0.9, generator=_gen(901)).T)
+    perm = torch.randperm(D, generator=_gen(902))
+    order = _as_index_list(label, name, _call(label, name, fn, C[perm][:, perm].clone()), D)
+    Co = C.abs()
+    Cp = Co[perm][:, perm]
+    Cr = Cp[order][:, order]
+    orig, shuf, yours = (float(surrogate_entanglement(M, 1)) for M in (Co, Cp, Cr))
+    adj, adj_shuf = float(adjacent_correlation(Cr)), float(adjacent_correlation(Cp))
     if yours > 1.05 * orig or yours > 0.6 * shuf:
         _fail(label, name, f"on 64 shuffled AR(1) features your order leaves a level-1 surrogate of {yours:.1f}, vs "
               f"{orig:.1f} for the original order and {shuf:.1f} for the shuffled one: the bisection does not find "
