@@ -8,7 +8,14 @@ function's docstring gives the equation it implements and the chapter that deriv
 * :mod:`lnn.theory`: the preconditioner ``P_W``, singular-value ODE, convergence bound, loop integrals;
 * :mod:`lnn.tasks`: objectives (regression, sensing, completion) and synthetic targets, the nuclear-norm baseline;
 * :mod:`lnn.tensor`: CP tensor factorization;
-* :mod:`lnn.metrics`: effective rank, balancedness, Schatten norms, deficiency margin.
+* :mod:`lnn.metrics`: effective rank, balancedness, Schatten norms, deficiency margin;
+* :mod:`lnn.plotting`: the book's figure style.
+
+Chapter-specific toolboxes are submodules, loaded on first use (``lnn.ntk.empirical_ntk`` works after
+``import lnn``): :mod:`lnn.regression` (l_p regression baselines), :mod:`lnn.baselines` (minimum-norm and
+minimum-l1 solutions), :mod:`lnn.hierarchical` (hierarchical tensor factorization), :mod:`lnn.layers`
+(overparameterized layers), :mod:`lnn.locality` (locality and entanglement tools), :mod:`lnn.ntk` (empirical NTK
+and linearization) and :mod:`lnn.checkers` (the exercise checkers).
 
 Tensors default to float64, the precision in which the book checks theorems.
 """
@@ -63,3 +70,18 @@ from .theory import (
 from . import plotting
 
 __version__ = "0.1.0"
+
+_SUBMODULES = {"regression", "baselines", "hierarchical", "layers", "locality", "ntk", "checkers"}
+
+
+def __getattr__(name: str):
+    """Import the chapter toolboxes on first access (PEP 562), so ``import lnn`` stays fast."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_SUBMODULES))
