@@ -595,33 +595,33 @@ def _luminance(css_color: str) -> float:
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
 
-def _first_figure_clip(browser) -> dict | None:
-    rect = browser.evaluate(
-        "(() => { const img = document.querySelector('article.bd-article div.cell_output img');"
-        " if (!img) return null; const r = img.getBoundingClientRect();"
-        " return {x: 0, y: Math.max(0, r.top + window.scrollY - 120), width: 1280, height: Math.min(1200, r.height + 320)}; })()"
+def _scroll_to_first_figure(browser) -> bool:
+    """Scroll the first figure to just below the top of the window; False if the page has none."""
+    found = browser.evaluate(
+        "(async () => { const img = document.querySelector('article.bd-article div.cell_output img');"
+        " if (!img) return false; window.scrollTo(0, img.getBoundingClientRect().top + window.scrollY - 120);"
+        " await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); return true; })()"
     )
-    return rect
+    return bool(found)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_screenshots_light_and_dark(html, browser, chapter):
     """Screenshots for the record (artifacts/screenshots/), and dark mode keeps the figures readable."""
     url = (html / "book" / f"{chapter}.html").as_uri()
+    browser.open(url)  # localStorage belongs to the page's origin: open one first
     try:
         browser.evaluate("localStorage.setItem('mode', 'light')")
         browser.open(url)
         browser.screenshot(ARTIFACTS / f"{chapter}-light.png")
-        clip = _first_figure_clip(browser)
-        if clip:
-            browser.screenshot(ARTIFACTS / f"{chapter}-light-figure.png", clip=clip)
+        if _scroll_to_first_figure(browser):
+            browser.screenshot(ARTIFACTS / f"{chapter}-light-figure.png")
         browser.evaluate("localStorage.setItem('mode', 'dark')")
         load = browser.open(url)
         report = browser.evaluate(DARK_REPORT_JS)
         browser.screenshot(ARTIFACTS / f"{chapter}-dark.png")
-        clip = _first_figure_clip(browser)
-        if clip:
-            browser.screenshot(ARTIFACTS / f"{chapter}-dark-figure.png", clip=clip)
+        if _scroll_to_first_figure(browser):
+            browser.screenshot(ARTIFACTS / f"{chapter}-dark-figure.png")
     finally:
         browser.evaluate("localStorage.removeItem('mode')")
     assert report["theme"] == "dark", f"dark mode did not switch the theme: {report['theme']!r}"
