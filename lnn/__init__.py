@@ -24,6 +24,7 @@ from .dynamics import (
     CPProduct,
     EndToEndRule,
     FactorProduct,
+    Parametrization,
     Trajectory,
     as_value_and_grad,
     end_to_end_descent,

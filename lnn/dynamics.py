@@ -10,7 +10,9 @@ direction each parameter moves given ``G = nabla ell`` at that matrix:
 
 Optimizers: ``"gd"``, plain gradient descent ``theta <- theta - lr * g``, and ``"normalized"``, the global step of
 the papers' GroupRMSprop: per run ``s_t = 0.99 s_{t-1} + 0.01 sum ||g||^2``, ``s_hat = s_t / (1 - 0.99^t)``,
-``theta <- theta - lr * g / (sqrt(s_hat) + 1e-4)``. It multiplies every gradient of a run by the same scalar, so it
+``theta <- theta - lr * g / (sqrt(s_hat) + eps)`` with ``eps = 1e-4`` by default. The epsilon is absolute, so it
+interacts with the loss normalization: when gradients are far below ``eps`` (a tiny initialization under a "mean"
+loss) the step degenerates to plain GD with step ``lr / eps``. It multiplies every gradient of a run by the same scalar, so it
 follows the gradient-flow path on another clock (the accumulated ``flow_time``) and leaves the implicit bias
 unchanged, unlike per-coordinate methods such as Adam.
 
@@ -25,6 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -36,6 +39,7 @@ from .tensor import _check_cp, cp_factor_gradients, cp_tensor
 from .theory import preconditioned_gradient
 
 __all__ = [
+    "Parametrization",
     "FactorProduct",
     "EndToEndRule",
     "CPProduct",
@@ -53,6 +57,29 @@ Recorder = Callable[[Tensor, list[Tensor]], Tensor]
 # --------------------------------------------------------------------------------------------------------------
 # parametrizations
 # --------------------------------------------------------------------------------------------------------------
+class Parametrization(Protocol):
+    """How parameters produce the end-to-end matrix or tensor, and which way each parameter moves.
+
+    Any object with these three methods can be passed as ``parametrization=`` to :func:`gradient_descent` and
+    :func:`gradient_flow` (the book's own are :class:`FactorProduct`, :class:`EndToEndRule`, :class:`CPProduct` and
+    :class:`lnn.hierarchical.HTProduct`). Every parameter is a matrix with the same leading batch dimensions.
+
+    ``check(params) -> batch_shape``
+        Validate the parameters (raise :class:`ValueError` naming the problem) and return the batch shape.
+    ``forward(params) -> (W, cache)``
+        The end-to-end matrix or tensor and anything the direction can reuse (e.g. partial products).
+    ``direction(params, cache, G) -> list``
+        Given ``G = nabla ell(W)``, the direction each parameter descends along: the gradient of
+        ``ell(forward(params))`` for a true parametrization, ``P_W(G)`` for the end-to-end rule.
+    """
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]: ...
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, Any]: ...
+
+    def direction(self, params: list[Tensor], cache: Any, G: Tensor) -> list[Tensor]: ...
+
+
 class FactorProduct:
     """Factors ``[W_1..W_N]`` of a deep linear network; direction ``dphi/dW_j = W_{N:j+1}^T G W_{j-1:1}^T``."""
 
@@ -260,6 +287,7 @@ def _run(
     stop_below: float | None,
     progress: bool | None,
     method: str = "euler",
+    eps: float = 1e-4,
 ) -> Trajectory:
     steps = check_nonnegative_int(steps, "steps")
     every = check_nonnegative_int(every, "every")
@@ -269,6 +297,7 @@ def _run(
         raise ValueError(f"optimizer must be 'gd' or 'normalized', got {optimizer!r}")
     if method not in ("euler", "rk4"):
         raise ValueError(f"method must be 'euler' or 'rk4', got {method!r}")
+    check_positive(eps, "eps")
     if method == "rk4" and optimizer != "gd":
         raise ValueError("the rk4 integrator runs plain gradient flow (optimizer='gd')")
     params = [p.detach().clone() for p in params]
@@ -322,12 +351,16 @@ def _run(
             )
         checked = upto
 
+    # Non-finite losses are found exactly from the buffer whenever it is scanned, so scanning need not happen at
+    # every step; a stopping rule is tested at every record point.
+    sync_every = every if stop_below is not None else max(every, 128)
     t = 0
     while True:
         losses[t] = value
         if t % every == 0 or t == steps:
-            check_finite(t + 1)
             take_record(t, W, params)
+        if t % sync_every == 0 or t == steps:  # the only host synchronizations of the loop
+            check_finite(t + 1)
             if stop_below is not None and bool((losses[t] < stop_below).all()):
                 break
             if bar is not None:
@@ -343,7 +376,7 @@ def _run(
                 sq = sum(d.pow(2).sum(dim=tuple(range(nb, d.ndim))) for d in dirs)
                 s = 0.99 * s + 0.01 * sq
                 s_hat = s / (1 - 0.99 ** (t + 1))
-                lr_t = lr_run / (torch.sqrt(s_hat) + 1e-4)
+                lr_t = lr_run / (torch.sqrt(s_hat) + eps)
                 step = lr_t.reshape(*batch_shape, 1, 1)  # every parameter is a (batch of) matrices
                 for p, d in zip(params, dirs):
                     p.sub_(d * step)
@@ -413,6 +446,7 @@ def gradient_descent(
     every: int = 1,
     stop_below: float | None = None,
     progress: bool | None = None,
+    eps: float = 1e-4,
 ) -> Trajectory:
     """Gradient descent on the factors of a deep linear network (chapter *Optimization*):
 
@@ -441,6 +475,8 @@ def gradient_descent(
         Stop at the first record point where every run's loss is below this value.
     progress
         Show a progress bar (default: only for long runs in a Jupyter kernel, never when ``LNN_QUIET`` is set).
+    eps
+        The absolute epsilon of ``optimizer="normalized"`` (ignored by plain gradient descent).
 
     Raises
     ------
@@ -460,6 +496,7 @@ def gradient_descent(
         every=every,
         stop_below=stop_below,
         progress=progress,
+        eps=eps,
     )
 
 
@@ -475,6 +512,7 @@ def end_to_end_descent(
     every: int = 1,
     stop_below: float | None = None,
     progress: bool | None = None,
+    eps: float = 1e-4,
 ) -> Trajectory:
     """The discrete end-to-end update rule of a depth-``N`` network under balanced initialization
     (Arora, Cohen, Hazan 2018; chapter *Optimization*):
@@ -495,6 +533,7 @@ def end_to_end_descent(
         every=every,
         stop_below=stop_below,
         progress=progress,
+        eps=eps,
     )
 
 
@@ -508,6 +547,7 @@ def gradient_flow(
     method: str = "rk4",
     record: Sequence[str] | Mapping[str, Recorder] | None = None,
     every: int = 1,
+    stop_below: float | None = None,
     estimate_error: bool = False,
     progress: bool | None = None,
 ) -> Trajectory:
@@ -519,7 +559,9 @@ def gradient_flow(
 
     With ``estimate_error=True`` the flow is integrated again with ``dt/2``; the result is the finer run and
     ``result.error_estimate`` is the Richardson estimate of its error in the final end-to-end matrix,
-    ``max|W_dt - W_{dt/2}| / (2^p - 1)`` with ``p`` the order of the method. Chapters *Preliminaries* and
+    ``max|W_dt - W_{dt/2}| / (2^p - 1)`` with ``p`` the order of the method (with ``stop_below`` the two runs may
+    stop at different times, so do not combine the two). ``stop_below`` ends the flow at the first record point
+    where every run's loss is below it. Chapters *Preliminaries* and
     *Optimization* use it as the reference for "gradient flow".
     """
     time = check_positive(time, "time")
@@ -532,7 +574,7 @@ def gradient_flow(
     def run(h: float, n: int, k: int) -> Trajectory:
         return _run(
             params, loss, parametrization, lr=h, steps=n, optimizer="gd", record=record, every=k,
-            stop_below=None, progress=progress, method=method,
+            stop_below=stop_below, progress=progress, method=method,
         )
 
     if not estimate_error:

@@ -176,6 +176,20 @@ def _resolve(dtype: torch.dtype | None, device: torch.device | str | None, gener
     return dtype, device
 
 
+def _per_layer_scale(scale: float | Tensor, depth: int, batch_shape: Sequence[int], dtype, device) -> float | Tensor:
+    """``scale^{1/N}``; a tensor of scales (one per run, shape ``batch_shape``) becomes a ``(*batch, 1, 1)`` tensor."""
+    if isinstance(scale, Tensor) and scale.numel() != 1:
+        if tuple(scale.shape) != tuple(batch_shape):
+            raise ValueError(f"a tensor of scales must have the batch shape {tuple(batch_shape)}, got {tuple(scale.shape)}")
+        if not bool((scale > 0).all()) or not bool(torch.isfinite(scale).all()):
+            raise ValueError("every scale must be positive and finite")
+        return (scale.to(dtype=dtype, device=device) ** (1.0 / depth)).reshape(*batch_shape, 1, 1)
+    value = float(scale)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"scale must be positive, got {scale}")
+    return value ** (1.0 / depth)
+
+
 def _check_dims(dims: Sequence[int]) -> list[int]:
     dims = [int(d) for d in dims]
     if len(dims) < 2:
@@ -205,7 +219,7 @@ def gaussian_factors(
     dims
         ``[d_0, d_1, ..., d_N]``.
     scale
-        End-to-end gain ``s > 0``.
+        End-to-end gain ``s > 0``, or a tensor of gains of shape ``batch_shape`` (one per run).
     batch_shape
         Leading batch dimensions (independent draws).
     generator
@@ -213,10 +227,8 @@ def gaussian_factors(
     """
     dims = _check_dims(dims)
     N = len(dims) - 1
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
     dtype, device = _resolve(dtype, device, generator)
-    per_layer = scale ** (1.0 / N)
+    per_layer = _per_layer_scale(scale, N, batch_shape, dtype, device)
     return [
         torch.randn(*batch_shape, dims[j], dims[j - 1], generator=generator, dtype=dtype, device=device)
         * (per_layer / math.sqrt(dims[j - 1]))
@@ -234,11 +246,11 @@ def identity_factors(
 ) -> list[Tensor]:
     """Identity-scaled factors ``W_j = scale^{1/N} I_{d_j x d_{j-1}}`` (rectangular identity), so ``W_{N:1} = scale I``
     when all widths are equal. Balanced exactly when all widths are equal (chapter *Implicit bias*, diagonal
-    networks)."""
+    networks). ``scale > 0``, or a tensor of scales of shape ``batch_shape`` (one per run)."""
     dims = _check_dims(dims)
     N = len(dims) - 1
     dtype = DEFAULT_DTYPE if dtype is None else dtype
-    per_layer = scale ** (1.0 / N) if scale >= 0 else -((-scale) ** (1.0 / N))
+    per_layer = _per_layer_scale(scale, N, batch_shape, dtype, device)
     out = []
     for j in range(1, N + 1):
         eye = torch.eye(dims[j], dims[j - 1], dtype=dtype, device=device) * per_layer
@@ -260,7 +272,7 @@ def orthogonal_factors(
     dims = _check_dims(dims)
     N = len(dims) - 1
     dtype, device = _resolve(dtype, device, generator)
-    per_layer = scale ** (1.0 / N)
+    per_layer = _per_layer_scale(scale, N, batch_shape, dtype, device)
     out = []
     for j in range(1, N + 1):
         rows, cols = dims[j], dims[j - 1]

@@ -185,7 +185,7 @@ class Completion(Objective):
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
         self._check_input(W)
-        R = W * self._weights - self._observed
+        R = torch.addcmul(-self._observed, W, self._weights)  # mask * (W - T), in one kernel
         return self.c * (R * R).sum(self._dims), (2 * self.c) * R
 
     def test_error(self, W: Tensor) -> Tensor:
@@ -252,6 +252,7 @@ def nuclear_norm_completion(
     *,
     rho: float = 0.2,
     iterations: int = 3000,
+    tol: float | None = None,
 ) -> Tensor:
     """The minimum-nuclear-norm completion ``argmin ||X||_* s.t. X_Omega = T_Omega`` by ADMM
     (chapter *Implicit bias*, the baseline of deep matrix completion).
@@ -259,6 +260,8 @@ def nuclear_norm_completion(
     Splitting ``X = Z`` with ``Z`` feasible, each iteration does
     ``X <- SVT_{1/rho}(Z - U)``; ``Z <- X + U`` with the observed entries reset to ``T``; ``U <- U + X - Z``.
     Returns ``Z``, which is exactly feasible; ``rho`` in ``[0.05, 1]`` converges on the book's problems.
+    ``iterations`` is the maximum; with ``tol``, iteration stops once the splitting residual ``||X - Z||_F`` and the
+    change of ``Z`` over the iteration are both below ``tol * ||T_Omega||_F`` (checked every 25 iterations).
     """
     check_positive(rho, "rho")
     check_nonnegative_int(iterations, "iterations")
@@ -267,8 +270,15 @@ def nuclear_norm_completion(
     mask = mask.to(torch.bool)
     Z = torch.where(mask, target, torch.zeros_like(target))
     U = torch.zeros_like(target)
-    for _ in range(iterations):
+    scale = float(torch.linalg.matrix_norm(Z))
+    for it in range(iterations):
         X = singular_value_threshold(Z - U, 1.0 / rho)
+        Z_old = Z
         Z = torch.where(mask, target, X + U)
         U = U + X - Z
+        if tol is not None and it % 25 == 24:
+            primal = float(torch.linalg.matrix_norm(X - Z))
+            change = float(torch.linalg.matrix_norm(Z - Z_old))
+            if max(primal, change) <= tol * scale:
+                break
     return Z

@@ -241,3 +241,38 @@ def test_runs_on_cuda_when_given_cuda_tensors():
     assert run.end_to_end.device.type == "cuda"
     cpu = lnn.gradient_descent([W.cpu() for W in factors], loss_cpu, lr=0.05, steps=10)
     assert torch.allclose(run.end_to_end.cpu(), cpu.end_to_end, atol=1e-12)
+
+
+def test_normalized_step_epsilon_and_flow_stopping():
+    loss, g = regression(10, d_in=4, d_out=4, m=4)
+    factors = lnn.gaussian_factors([4, 4, 4], 1.0, generator=g)
+    a = lnn.gradient_descent(factors, loss, lr=1e-2, steps=50, optimizer="normalized")
+    b = lnn.gradient_descent(factors, loss, lr=1e-2, steps=50, optimizer="normalized", eps=1e3)
+    # a huge epsilon turns the normalized step into plain GD with step lr / eps (up to the sqrt(s_hat) term)
+    assert float(b.flow_time[-1]) < 1e-3 < float(a.flow_time[-1])
+    with pytest.raises(ValueError, match="eps"):
+        lnn.gradient_descent(factors, loss, lr=1e-2, steps=5, optimizer="normalized", eps=0.0)
+    full = lnn.gradient_flow(factors, loss, time=50.0, dt=0.05, every=10)
+    threshold = float(full.losses[500])  # a loss the flow reaches half-way
+    flow = lnn.gradient_flow(factors, loss, time=50.0, dt=0.05, stop_below=threshold, every=10)
+    assert flow.steps_run < 1000 and float(flow.final_loss) < threshold
+    assert torch.equal(flow.losses, full.losses[: flow.steps_run + 1])
+
+
+def test_a_custom_parametrization_plugs_into_the_driver():
+    # W = A^T with one parameter A: the direction is G^T. Descending A must equal descending W directly.
+    class Transposed:
+        def check(self, params):
+            return tuple(params[0].shape[:-2])
+
+        def forward(self, params):
+            return params[0].mT, None
+
+        def direction(self, params, cache, G):
+            return [G.mT]
+
+    loss, g = regression(11)
+    W0 = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    via_A = lnn.gradient_descent([W0.mT.contiguous()], loss, lr=0.02, steps=30, parametrization=Transposed())
+    direct = lnn.gradient_descent([W0], loss, lr=0.02, steps=30)
+    assert torch.allclose(via_A.end_to_end, direct.end_to_end, atol=1e-14)

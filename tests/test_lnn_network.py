@@ -132,3 +132,19 @@ def test_identity_and_orthogonal_factors():
 def test_bad_input_raises_a_named_value_error(bad, message):
     with pytest.raises(ValueError, match=message):
         bad()
+
+
+def test_one_initialization_scale_per_run():
+    scales = torch.tensor([1e-3, 1e-2, 1e-1], dtype=torch.float64)
+    g = torch.Generator().manual_seed(2)
+    batched = lnn.gaussian_factors([5, 6, 4], scales, batch_shape=(3,), generator=g)
+    g = torch.Generator().manual_seed(2)
+    unit = lnn.gaussian_factors([5, 6, 4], 1.0, batch_shape=(3,), generator=g)
+    for b, s in enumerate(scales.tolist()):
+        assert torch.allclose(lnn.end_to_end([W[b] for W in batched]), s * lnn.end_to_end([W[b] for W in unit]), rtol=1e-12)
+    I = lnn.identity_factors([3, 3, 3, 3], scales, batch_shape=(3,))
+    assert torch.allclose(lnn.end_to_end(I), scales[:, None, None] * torch.eye(3, dtype=torch.float64), rtol=1e-12)
+    with pytest.raises(ValueError, match="batch shape"):
+        lnn.gaussian_factors([5, 6, 4], scales, batch_shape=(2,))
+    with pytest.raises(ValueError, match="positive"):
+        lnn.identity_factors([3, 3], torch.tensor([1.0, -1.0]), batch_shape=(2,))
