@@ -90,7 +90,9 @@ test: $(STAMP)
 # Speed is a measured property, not a timed test: these print figures (see book/performance.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dynamics.py
-	@if [ -f benchmarks/bench_ntk.py ]; then $(BIN)/python benchmarks/bench_ntk.py; fi
+	$(BIN)/python benchmarks/bench_dynamics.py --n 32
+	$(BIN)/python benchmarks/bench_ntk.py
+	$(BIN)/python benchmarks/bench_book.py
 
 clean:
 	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache artifacts

@@ -52,19 +52,26 @@ def plain_pytorch_loop(factors, target, mask, lr: float, steps: int) -> torch.Te
     return W.detach()
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int = 3):
     best, out = float("inf"), None
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         out = fn()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return best, out
 
 
-def matmul_rate(batch: int, n: int, dtype: torch.dtype, reps: int = 200) -> float:
+def matmul_rate(batch: int, n: int, dtype: torch.dtype, device: str, reps: int = 200) -> float:
     """FLOP/s of ``torch.bmm`` on ``batch`` pairs of ``n x n`` matrices (best of three)."""
-    a = torch.randn(batch, n, n, dtype=dtype)
-    b = torch.randn(batch, n, n, dtype=dtype)
+    a = torch.randn(batch, n, n, dtype=dtype, device=device)
+    b = torch.randn(batch, n, n, dtype=dtype, device=device)
     torch.bmm(a, b)
 
     def run():
@@ -82,6 +89,7 @@ def main() -> dict:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--runs", type=int, default=16)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: every tensor of both routes lives there")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
@@ -89,10 +97,11 @@ def main() -> dict:
     lr = 0.5  # stable for this problem from a unit-gain init (mean-over-Omega loss); the loss falls ~25x in 300 steps
     observed = round(0.2 * n * n)  # 2000 entries at n = 100, as in the book's completion experiments
     target, mask = problem(n, 5, observed, 0, dtype)
+    target, mask = target.to(args.device), mask.to(args.device)
     task = lnn.Completion(target, mask, reduction="mean")
     g = torch.Generator().manual_seed(1)
-    single = lnn.gaussian_factors([n] * (N + 1), 1.0, generator=g, dtype=dtype)
-    batch = lnn.gaussian_factors([n] * (N + 1), 1.0, batch_shape=(R,), generator=g, dtype=dtype)
+    single = [W.to(args.device) for W in lnn.gaussian_factors([n] * (N + 1), 1.0, generator=g, dtype=dtype)]
+    batch = [W.to(args.device) for W in lnn.gaussian_factors([n] * (N + 1), 1.0, batch_shape=(R,), generator=g, dtype=dtype)]
 
     # warm up both paths (first matmul, allocator)
     lnn.gradient_descent(single, task, lr=lr, steps=5)
@@ -109,9 +118,10 @@ def main() -> dict:
 
     flops_per_step = 3 * (N - 1) * 2 * n**3  # N-1 products forward, 2(N-1) backward
     achieved = flops_per_step * R * steps / t_batched
-    machine = matmul_rate(R, n, dtype)
+    machine = matmul_rate(R, n, dtype, args.device)
     figures = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": args.dtype,
@@ -129,7 +139,8 @@ def main() -> dict:
         "max_rel_difference_one_run": agree,
         "max_rel_difference_batched": agree_batch,
     }
-    print(f"deep matrix completion ({figures['setting']}), {args.dtype}, {figures['threads']} threads, torch {torch.__version__}")
+    print(f"deep matrix completion ({figures['setting']}), {args.dtype}, on {figures['device']}, "
+          f"{figures['threads']} CPU threads, torch {torch.__version__}")
     print(f"  one run      plain PyTorch {t_plain:7.3f} s   lnn {t_lnn:7.3f} s   speed-up {t_plain / t_lnn:5.2f}x  (goal >= 2x)")
     print(f"  {R} runs      sequential    {t_seq:7.3f} s   lnn batched {t_batched:7.3f} s   speed-up {t_seq / t_batched:5.2f}x  (goal >= 8x)")
     print(f"  batched rate {achieved / 1e9:6.2f} GFLOP/s = {achieved / machine:5.1%} of this machine's bmm rate "
