@@ -27,6 +27,9 @@ VENDOR       := book/_static/vendor
 VENDOR_STAMP := $(VENDOR)/PINS.txt
 
 NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))
+# The exercise notebooks run under nbval too: student stubs (cells tagged raises-exception must raise
+# "not yet implemented") and the solution edition (every checker must accept the solutions).
+EXERCISE_NOTEBOOKS := $(sort $(wildcard exercises/*.ipynb exercises/source/*.ipynb))
 CELL_TIMEOUT ?= 300
 JB_FLAGS     := --all -W --keep-going
 # Written after a successful strict build; tests/test_browser.py reuses _build/html while it is newer
@@ -83,7 +86,7 @@ print: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python scripts/print_book.py _build/singlehtml/index.html _build/print/book.pdf
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(NOTEBOOKS) \
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(EXERCISE_NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  -p no:cacheprovider
 
