@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_depth, check_nonnegative_int
-from .network import balanced_factors, end_to_end
+from .network import _hidden_widths, balanced_factors, end_to_end
 
 __all__ = [
     "OverparameterizedLinear",
@@ -33,17 +33,6 @@ __all__ = [
 ]
 
 _INITS = ("balanced", "identity")
-
-
-def _hidden(widths: int | Sequence[int] | None, depth: int, d_in: int, d_out: int) -> list[int]:
-    if widths is None:
-        return [min(d_in, d_out)] * (depth - 1)
-    if isinstance(widths, int):
-        return [widths] * (depth - 1)
-    widths = [int(w) for w in widths]
-    if len(widths) != depth - 1:
-        raise ValueError(f"widths must list the {depth - 1} hidden widths of a depth-{depth} product, got {widths}")
-    return widths
 
 
 def _factorize(W: Tensor, depth: int, hidden: list[int], init: str) -> list[Tensor]:
@@ -132,7 +121,7 @@ class OverparameterizedLinear(nn.Module):
     def _build(self, W: Tensor, b: Tensor | None, depth: int, widths, init: str) -> None:
         self.depth = check_depth(depth)
         self.out_features, self.in_features = W.shape
-        self.widths = _hidden(widths, self.depth, self.in_features, self.out_features)
+        self.widths = _hidden_widths(widths, self.depth, min(self.in_features, self.out_features))
         if any(w < 1 for w in self.widths):
             raise ValueError(f"hidden widths must be >= 1, got {self.widths}")
         self.init = init
