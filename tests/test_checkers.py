@@ -6,7 +6,6 @@ Correct answers come from lnn itself where it has the function; wrong answers ar
 
 from __future__ import annotations
 
-import builtins
 import math
 
 import numpy as np
@@ -484,21 +483,13 @@ def test_empirical_ntk(capsys):
     fails(chk.check_empirical_ntk, mutating, contains=("changed the model's parameters",))
 
 
-def test_ntk_reference_without_lnn_ntk(monkeypatch):
-    """Before lnn.ntk existed the checker used its own autograd kernel; both must agree."""
+def test_per_parameter_contributions_sum_to_the_reference_kernel():
+    """The diagnosis "your kernel omits some parameters" relies on per-parameter kernels that add up to the NTK."""
     model = chk._ntk_models()[1]
-    x1, x2 = torch.randn(4, 3), torch.randn(3, 3)
-    with_module = chk._reference_ntk(model, x1, x2)
-    real_import = builtins.__import__
-
-    def no_ntk(name, globals=None, locals=None, fromlist=(), level=0):
-        if (level == 1 and name == "ntk") or name == "lnn.ntk" or (level == 1 and not name and "ntk" in (fromlist or ())):
-            raise ImportError("no lnn.ntk")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_ntk)
-    without = chk._reference_ntk(model, x1, x2)
-    assert torch.allclose(with_module, without, rtol=1e-10, atol=1e-12)
+    x1, x2 = torch.randn(4, 3, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
+    parts = chk._per_parameter_ntk(model, x1, x2)
+    assert len(parts) == len(list(model.parameters()))
+    assert torch.allclose(sum(parts.values()), chk._reference_ntk(model, x1, x2), rtol=1e-10, atol=1e-12)
 
 
 def _residual(K, r0, lr, t):
