@@ -522,18 +522,9 @@ def end_to_end_descent(
     It agrees with factorized gradient descent from balanced factors up to ``O(eta)`` over a fixed time. Same
     arguments and result as :func:`gradient_descent`; ``result.params == [W_final]``.
     """
-    return _run(
-        [W],
-        loss,
-        EndToEndRule(depth),
-        lr=lr,
-        steps=steps,
-        optimizer=optimizer,
-        record=record,
-        every=every,
-        stop_below=stop_below,
-        progress=progress,
-        eps=eps,
+    return gradient_descent(
+        [W], loss, lr=lr, steps=steps, optimizer=optimizer, parametrization=EndToEndRule(depth), record=record,
+        every=every, stop_below=stop_below, progress=progress, eps=eps,
     )
 
 
