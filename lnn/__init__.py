@@ -44,6 +44,7 @@ from .network import (
 )
 from .tasks import (
     Completion,
+    DivergenceGuard,
     LpRegression,
     MatrixSensing,
     Objective,

@@ -8,7 +8,7 @@ module holds the pieces of that measurement that are not dynamics:
 * :func:`relative_excess_loss` and :func:`iterations_to_target`: the normalized optimality gap
   ``(ell_t - ell*) / (ell_0 - ell*)`` and the first iteration at which it falls below a target;
 * :func:`best_over_step_sizes`: the best step size of a sweep, flagging a best value at the edge of the grid;
-* :class:`DivergenceGuard`: an objective wrapper that freezes runs whose loss explodes, so one batched call of
+* :class:`DivergenceGuard` (defined in :mod:`lnn.tasks`, re-exported): an objective wrapper that freezes runs whose loss explodes, so one batched call of
   :func:`lnn.gradient_descent` can sweep step sizes that include unstable ones.
 
 The loss is the one of :class:`lnn.LpRegression`, ``ell(W) = (c/p) sum_{i,k} |(X W^T - Y)_{ik}|^p``.
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_matrix, check_positive
-from .tasks import LpRegression, Objective
+from .tasks import DivergenceGuard, LpRegression  # DivergenceGuard lives with the objectives; re-exported here
 
 __all__ = [
     "lp_regression_minimum",
@@ -183,37 +183,3 @@ def best_over_step_sizes(iterations: Tensor, step_sizes: Tensor | Sequence[float
     best_lr = torch.where(found, lrs[best.indices], torch.full(best.indices.shape, math.nan, dtype=torch.float64))
     at_edge = found & ((best.indices == 0) | (best.indices == n - 1))
     return best_iter, best_lr, at_edge
-
-
-class DivergenceGuard(Objective):
-    """Wrap an objective so that runs whose loss exceeds ``ceiling`` (or is not finite) stop moving.
-
-    For such a run the wrapper returns a zero gradient, so gradient descent leaves its parameters where they are,
-    and reports its loss with NaN and infinities replaced by the largest float (so the driver of
-    :func:`lnn.gradient_descent`, which raises on a non-finite loss, carries on). Runs that stay below the ceiling
-    see exactly the wrapped objective. This lets one batched call sweep a grid of step sizes whose largest members
-    diverge (chapter *Optimization*, acceleration by depth); the frozen runs never reach a target.
-
-    Parameters
-    ----------
-    objective
-        Any :class:`lnn.tasks.Objective`.
-    ceiling
-        A positive loss value that no converging run reaches, e.g. ``1e3`` times the largest initial loss.
-    """
-
-    def __init__(self, objective: Objective, ceiling: float):
-        if not hasattr(objective, "value_and_grad"):
-            raise ValueError(f"objective must provide value_and_grad, got {type(objective).__name__}")
-        self.objective = objective
-        self.ceiling = check_positive(ceiling, "ceiling")
-        self.target_shape = objective.target_shape
-
-    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
-        value, G = self.objective.value_and_grad(W)
-        alive = torch.isfinite(value) & (value <= self.ceiling)
-        big = torch.finfo(value.dtype).max
-        value = torch.nan_to_num(value, nan=big, posinf=big, neginf=big)
-        mask = alive.reshape(*alive.shape, *([1] * (G.ndim - alive.ndim)))
-        G = torch.where(mask, G, torch.zeros_like(G))
-        return value, G

@@ -36,6 +36,7 @@ __all__ = [
     "random_mask",
     "nuclear_norm_completion",
     "singular_value_threshold",
+    "DivergenceGuard",
 ]
 
 _REDUCTIONS = ("mean", "sum", "half_sum")
@@ -282,3 +283,37 @@ def nuclear_norm_completion(
             if max(primal, change) <= tol * scale:
                 break
     return Z
+
+
+class DivergenceGuard(Objective):
+    """Wrap an objective so that runs whose loss exceeds ``ceiling`` (or is not finite) stop moving.
+
+    For such a run the wrapper returns a zero gradient, so gradient descent leaves its parameters where they are,
+    and reports its loss with NaN and infinities replaced by the largest float (so the driver of
+    :func:`lnn.gradient_descent`, which raises on a non-finite loss, carries on). Runs that stay below the ceiling
+    see exactly the wrapped objective. This lets one batched call sweep a grid of step sizes whose largest members
+    diverge (chapter *Optimization*, acceleration by depth; re-exported by :mod:`lnn.regression`); the frozen runs never reach a target.
+
+    Parameters
+    ----------
+    objective
+        Any :class:`lnn.tasks.Objective`.
+    ceiling
+        A positive loss value that no converging run reaches, e.g. ``1e3`` times the largest initial loss.
+    """
+
+    def __init__(self, objective: Objective, ceiling: float):
+        if not hasattr(objective, "value_and_grad"):
+            raise ValueError(f"objective must provide value_and_grad, got {type(objective).__name__}")
+        self.objective = objective
+        self.ceiling = check_positive(ceiling, "ceiling")
+        self.target_shape = objective.target_shape
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        value, G = self.objective.value_and_grad(W)
+        alive = torch.isfinite(value) & (value <= self.ceiling)
+        big = torch.finfo(value.dtype).max
+        value = torch.nan_to_num(value, nan=big, posinf=big, neginf=big)
+        mask = alive.reshape(*alive.shape, *([1] * (G.ndim - alive.ndim)))
+        G = torch.where(mask, G, torch.zeros_like(G))
+        return value, G
