@@ -6,6 +6,7 @@
 #   make print     the whole book as one PDF, _build/print/book.pdf (single-page HTML printed by Chromium)
 #   make student   the student edition (solutions removed) into _build/student
 #   make static    fetch the offline browser assets (MathJax, widgets) only
+#   make seeds     execute every chapter under the alternate seeds SEEDS (default 1-5), print a pass table
 #   make bench     print the speed figures of lnn (benchmarks/, not timed tests)
 #   make clean     remove build outputs and artifacts/ (keeps .venv; `make distclean` removes it too)
 #
@@ -43,7 +44,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: book test student print static venv bench clean distclean
+.PHONY: book test student print static venv bench seeds clean distclean
 
 venv: $(STAMP)
 
@@ -89,6 +90,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(EXERCISE_NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  -p no:cacheprovider
+
+# Any seed: every chapter executed again under each of SEEDS (LNN_SEED, read in one place by each chapter), with
+# a pass table. Not part of `make test` (it runs every chapter len(SEEDS) times).
+SEEDS ?= 1 2 3 4 5
+seeds: $(STAMP)
+	$(BIN)/python scripts/run_seeds.py $(NOTEBOOKS) --seeds $(SEEDS)
 
 # Speed is a measured property, not a timed test: these print figures (see book/performance.md).
 bench: $(STAMP)
