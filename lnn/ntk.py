@@ -33,6 +33,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 __all__ = [
     "mlp",
+    "lenet",
     "is_dense_network",
     "empirical_ntk",
     "parameter_jacobian",
@@ -136,6 +137,91 @@ def mlp(
         layers.append(linear)
         if j < len(dims) - 2:
             layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def _lecun_(layer: nn.Module, generator: torch.Generator | None) -> None:
+    """LeCun-normal initialization in place: weights ``N(0, 1/fan_in)``, zero bias."""
+    w = layer.weight
+    fan_in = math.prod(w.shape[1:])
+    with torch.no_grad():
+        w.copy_(torch.randn(w.shape, generator=generator, dtype=w.dtype) / math.sqrt(fan_in))
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def lenet(
+    activation: str = "relu",
+    *,
+    channels: Sequence[int] = (6, 16),
+    hidden: Sequence[int] = (120, 84),
+    image_size: int = 8,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Sequential:
+    """A LeNet-like convolutional network for ``image_size x image_size`` grey images with a scalar output
+    (LeCun et al. 1998, scaled to the 8x8 digits of chapter *Linearized networks*):
+
+    ``conv 3x3 (1 -> 6, padding 1) - act - avg-pool 2 - conv 3x3 (6 -> 16, padding 1) - act - avg-pool 2 -
+    flatten - dense 64 - 120 - act - 84 - act - 1``
+
+    On 8x8 inputs the feature maps are 6 x 8 x 8, 6 x 4 x 4, 16 x 4 x 4, 16 x 2 x 2 = 64 features, and the network
+    has 18,989 parameters. Weights are LeCun-normal (``N(0, 1/fan_in)``, ``fan_in = in_channels * 9`` for a
+    convolution) with zero biases, as in :func:`mlp`. Inputs may be flat, ``(n, image_size**2)`` (like the rows of
+    the digits data), or images ``(n, 1, image_size, image_size)``: the network starts with ``nn.Flatten`` then
+    ``nn.Unflatten``. :func:`empirical_ntk` computes its Gram matrix layer by layer, without a Jacobian.
+
+    Parameters
+    ----------
+    activation : {"relu", "tanh", "gelu", "sigmoid", "softplus", "silu", "identity"}
+        The nonlinearity after each convolution and each hidden dense layer.
+    channels : (int, int)
+        Output channels of the two convolutions.
+    hidden : sequence of int
+        Widths of the hidden dense layers.
+    image_size : int
+        Side of the square input image, divisible by 4.
+    generator, dtype : as in :func:`mlp`.
+
+    Examples
+    --------
+    >>> net = lenet(generator=torch.Generator().manual_seed(0))
+    >>> sum(p.numel() for p in net.parameters())
+    18989
+    >>> net(torch.zeros(5, 64, dtype=torch.float64)).shape
+    torch.Size([5, 1])
+    """
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    channels = [int(c) for c in channels]
+    hidden = [int(h) for h in hidden]
+    if len(channels) != 2 or any(c < 1 for c in channels):
+        raise ValueError(f"channels must be two positive integers, got {channels}")
+    if any(h < 1 for h in hidden):
+        raise ValueError(f"hidden widths must be positive, got {hidden}")
+    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 4 or image_size % 4:
+        raise ValueError(f"image_size must be a positive multiple of 4, got {image_size!r}")
+    act = _ACTIVATIONS[activation]
+    side = int(image_size) // 4
+    dims = [channels[1] * side * side, *hidden, 1]
+    layers: list[nn.Module] = [
+        nn.Flatten(),
+        nn.Unflatten(1, (1, int(image_size), int(image_size))),
+        nn.Conv2d(1, channels[0], 3, padding=1, dtype=dtype),
+        act(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(channels[0], channels[1], 3, padding=1, dtype=dtype),
+        act(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+    ]
+    for j, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(d_in, d_out, dtype=dtype))
+        if j < len(dims) - 2:
+            layers.append(act())
+    for m in layers:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            _lecun_(m, generator)
     return nn.Sequential(*layers)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from lnn.ntk import (
+    lenet,
     LinearizedModel,
     eigenfunction_labels,
     empirical_ntk,
@@ -479,3 +480,19 @@ def test_train_binary_learns_and_restores_threads():
         train_binary(net, X, y[:10], steps=3)
     with pytest.raises(ValueError, match="shape"):
         kernel_train_binary(torch.eye(5, dtype=F64), torch.zeros(5, dtype=F64), torch.zeros(4, dtype=F64), steps=3)
+
+
+def test_lenet_sizes_init_and_inputs():
+    net = lenet(generator=torch.Generator().manual_seed(0))
+    # conv 1->6 (60) + conv 6->16 (880) + dense 64-120 (7800) + 120-84 (10164) + 84-1 (85)
+    assert sum(p.numel() for p in net.parameters()) == 18989
+    x = torch.randn(5, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert net(x).shape == (5, 1)
+    assert torch.equal(net(x), net(x.reshape(5, 1, 8, 8)))
+    conv2 = net[5]
+    # LeCun-normal: variance 1/fan_in = 1/54 for 2,304 weights; the sample variance is within 10% (6 sigma ~ 18%/3)
+    assert abs(conv2.weight.var().item() * 54 - 1) < 0.1
+    assert all(float(m.bias.abs().max()) == 0 for m in net if hasattr(m, "bias") and m.bias is not None)
+    assert lenet(dtype=torch.float32)[2].weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="image_size must be a positive multiple of 4"):
+        lenet(image_size=6)
