@@ -9,7 +9,7 @@ function's docstring gives the equation it implements and the chapter that deriv
 * :mod:`lnn.tasks`: objectives (regression, sensing, completion) and synthetic targets, the nuclear-norm baseline;
 * :mod:`lnn.tensor`: CP tensor factorization;
 * :mod:`lnn.metrics`: effective rank, balancedness, Schatten norms, deficiency margin;
-* :mod:`lnn.plotting`: the book's figure style.
+* :mod:`lnn.plotting`: the book's figure style (loaded on first use; it needs matplotlib).
 
 Chapter-specific toolboxes are submodules, loaded on first use (``lnn.ntk.empirical_ntk`` works after
 ``import lnn``): :mod:`lnn.regression` (l_p regression baselines), :mod:`lnn.baselines` (minimum-norm and
@@ -20,20 +20,11 @@ and linearization) and :mod:`lnn.checkers` (the exercise checkers).
 Tensors default to float64, the precision in which the book checks theorems.
 """
 
-from .dynamics import (
-    CPProduct,
-    EndToEndRule,
-    FactorProduct,
-    Parametrization,
-    Trajectory,
-    as_value_and_grad,
-    end_to_end_descent,
-    gradient_descent,
-    gradient_flow,
-)
+from .dynamics import Parametrization, Trajectory, end_to_end_descent, gradient_descent, gradient_flow
 from .metrics import balancedness, balancedness_gaps, deficiency_margin, effective_rank, nuclear_norm, schatten_norm
 from .network import (
     balanced_factors,
+    FactorProduct,
     dims_of,
     end_to_end,
     factor_gradients,
@@ -48,14 +39,16 @@ from .tasks import (
     LpRegression,
     MatrixSensing,
     Objective,
+    as_value_and_grad,
     diagonal_sensing,
     low_rank_matrix,
     nuclear_norm_completion,
     random_mask,
     singular_value_threshold,
 )
-from .tensor import cp_component_norms, cp_factor_gradients, cp_gaussian_factors, cp_tensor, random_cp_tensor, unfold
+from .tensor import CPProduct, cp_component_norms, cp_factor_gradients, cp_gaussian_factors, cp_tensor, random_cp_tensor, unfold
 from .theory import (
+    EndToEndRule,
     blowup_time,
     end_to_end_field,
     linear_convergence_bound,
@@ -69,11 +62,10 @@ from .theory import (
     singular_value_velocity,
 )
 
-from . import plotting
-
 __version__ = "0.1.0"
 
-_SUBMODULES = {"regression", "baselines", "hierarchical", "layers", "locality", "ntk", "checkers"}
+# Loaded on first access: the chapter toolboxes, and the figure style (so `import lnn` needs no matplotlib).
+_SUBMODULES = {"plotting", "regression", "baselines", "hierarchical", "layers", "locality", "ntk", "checkers", "explorer"}
 
 
 def __getattr__(name: str):
@@ -81,7 +73,11 @@ def __getattr__(name: str):
     if name in _SUBMODULES:
         import importlib
 
-        return importlib.import_module(f"{__name__}.{name}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise  # a missing dependency of the submodule (e.g. matplotlib for lnn.plotting): say which
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -32,11 +32,12 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ._checks import check_depth, check_factors, check_matrix, check_nonnegative_int, check_positive
+from ._checks import check_floating, check_nonnegative_int, check_positive
 from .metrics import balancedness
-from .network import _factor_gradients_from_prefix, partial_products
-from .tensor import _check_cp, cp_factor_gradients, cp_tensor
-from .theory import preconditioned_gradient
+from .network import FactorProduct
+from .tasks import as_value_and_grad
+from .tensor import CPProduct
+from .theory import EndToEndRule
 
 __all__ = [
     "Parametrization",
@@ -50,12 +51,12 @@ __all__ = [
     "as_value_and_grad",
 ]
 
-ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 Recorder = Callable[[Tensor, list[Tensor]], Tensor]
 
 
 # --------------------------------------------------------------------------------------------------------------
-# parametrizations
+# the parametrization interface (the parametrizations live next to their math: FactorProduct in lnn.network,
+# EndToEndRule in lnn.theory, CPProduct in lnn.tensor, HTProduct in lnn.hierarchical)
 # --------------------------------------------------------------------------------------------------------------
 class Parametrization(Protocol):
     """How parameters produce the end-to-end matrix or tensor, and which way each parameter moves.
@@ -78,84 +79,6 @@ class Parametrization(Protocol):
     def forward(self, params: list[Tensor]) -> tuple[Tensor, Any]: ...
 
     def direction(self, params: list[Tensor], cache: Any, G: Tensor) -> list[Tensor]: ...
-
-
-class FactorProduct:
-    """Factors ``[W_1..W_N]`` of a deep linear network; direction ``dphi/dW_j = W_{N:j+1}^T G W_{j-1:1}^T``."""
-
-    def check(self, params: list[Tensor]) -> tuple[int, ...]:
-        check_factors(params, same_batch=True)
-        return tuple(params[0].shape[:-2])
-
-    def forward(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        prefix = [params[0]]
-        for W in params[1:]:
-            prefix.append(W @ prefix[-1])
-        return prefix[-1], prefix
-
-    def direction(self, params: list[Tensor], cache: list[Tensor], G: Tensor) -> list[Tensor]:
-        return _factor_gradients_from_prefix(params, cache, G)
-
-
-@dataclass(frozen=True)
-class EndToEndRule:
-    """One matrix ``W`` moved along ``P_W(G)``: the end-to-end rule ``W <- W - lr P_W(nabla ell)`` of a depth-``N``
-    network under balanced initialization (chapter *Optimization*)."""
-
-    depth: int
-
-    def __post_init__(self) -> None:
-        check_depth(self.depth)
-
-    def check(self, params: list[Tensor]) -> tuple[int, ...]:
-        if len(params) != 1:
-            raise ValueError(f"the end-to-end rule moves a single matrix, got {len(params)} tensors")
-        check_matrix(params[0], "W")
-        return tuple(params[0].shape[:-2])
-
-    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
-        return params[0], None
-
-    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
-        return [preconditioned_gradient(params[0], G, self.depth)]
-
-
-class CPProduct:
-    """CP factor matrices ``A^(n)`` of shape ``(..., d_n, R)`` and the tensor ``sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)``."""
-
-    def check(self, params: list[Tensor]) -> tuple[int, ...]:
-        _check_cp(params)
-        return tuple(params[0].shape[:-2])
-
-    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
-        return cp_tensor(params), None
-
-    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
-        return cp_factor_gradients(params, G)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# objectives
-# --------------------------------------------------------------------------------------------------------------
-def as_value_and_grad(loss: Callable[[Tensor], Tensor]) -> ValueAndGrad:
-    """Wrap a loss as ``W -> (value, nabla ell(W))``: an :class:`lnn.tasks.Objective` gives its closed-form
-    gradient; any other callable is differentiated with autograd (the gradient of the sum of its values, which is
-    each run's own gradient since runs are independent)."""
-    if hasattr(loss, "value_and_grad"):
-        return loss.value_and_grad  # type: ignore[return-value]
-    if not callable(loss):
-        raise ValueError(f"loss must be callable, got {type(loss).__name__}")
-
-    def value_and_grad(W: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.enable_grad():
-            Wr = W.detach().requires_grad_(True)
-            value = loss(Wr)
-            if not isinstance(value, Tensor):
-                raise ValueError(f"loss must return a tensor, got {type(value).__name__}")
-            (G,) = torch.autograd.grad(value.sum(), Wr)
-        return value.detach(), G
-
-    return value_and_grad
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -230,6 +153,9 @@ class Trajectory:
         Steps at which ``records`` were taken (every ``every`` steps, plus the last).
     records
         Name -> tensor stacked over ``record_steps`` (``"params"`` gives a list of lists).
+    error_estimate
+        :func:`gradient_flow` with ``estimate_error=True``: the Richardson estimate of the error in the final
+        end-to-end matrix; ``None`` otherwise.
     """
 
     params: list[Tensor]
@@ -238,6 +164,7 @@ class Trajectory:
     flow_time: Tensor
     record_steps: Tensor
     records: dict[str, Tensor | list] = field(default_factory=dict)
+    error_estimate: float | None = None
 
     @property
     def factors(self) -> list[Tensor]:
@@ -300,9 +227,19 @@ def _run(
     check_positive(eps, "eps")
     if method == "rk4" and optimizer != "gd":
         raise ValueError("the rk4 integrator runs plain gradient flow (optimizer='gd')")
+    # The boundary: everything about the parameters and their fit to the objective is checked here, once.
+    if isinstance(params, Tensor):
+        raise ValueError("params must be a list of tensors (e.g. the factors [W_1, ..., W_N]), got a single tensor")
+    batch_shape = parametrization.check(list(params))
     params = [p.detach().clone() for p in params]
-    batch_shape = parametrization.check(params)
     ref = params[0]
+    check_floating(ref, "the parameters")
+    for j, p in enumerate(params, start=1):
+        if ref.device.type != "meta" and not bool(torch.isfinite(p).all()):
+            raise ValueError(
+                f"the initial parameters contain NaN or inf (parameter {j} of {len(params)}, shape {tuple(p.shape)}); "
+                "no step was taken"
+            )
     lr_run = _check_lr(lr, batch_shape, ref)
     value_and_grad = as_value_and_grad(loss)
     recorders = _resolve_recorders(record)
@@ -313,10 +250,21 @@ def _run(
         value, G = value_and_grad(W)
         return W, cache, value, G
 
+    W0, _ = parametrization.forward(params)
+    if hasattr(loss, "check_input"):  # an Objective: shape, dtype and device of W against its data
+        loss.check_input(W0, f"W (the end-to-end {'matrix' if W0.ndim - nb == 2 else 'tensor'} of the parameters)")
     W, cache, value, G = evaluate(params)
-    if value.shape not in (torch.Size(batch_shape), torch.Size([])):
+    if not isinstance(value, Tensor) or value.shape not in (torch.Size(batch_shape), torch.Size([])):
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss must return one value per run (shape {tuple(batch_shape)}) or a scalar, got {shape}")
+    if not bool(torch.isfinite(value).all()):
         raise ValueError(
-            f"loss must return one value per run (shape {tuple(batch_shape)}) or a scalar, got shape {tuple(value.shape)}"
+            f"the loss is {value.flatten()[~torch.isfinite(value.flatten())][0].item()} at the initial parameters "
+            "(step 0, before any step was taken): the objective's data or the loss function produce NaN/inf there"
+        )
+    if not bool(torch.isfinite(G).all()):
+        raise ValueError(
+            "the gradient of the loss is NaN or inf at the initial parameters (step 0, before any step was taken)"
         )
     losses = torch.empty((steps + 1, *value.shape), dtype=value.dtype, device=value.device)
     flow = torch.zeros((steps + 1, *batch_shape), dtype=ref.dtype, device=ref.device)
@@ -328,9 +276,12 @@ def _run(
     checked = 0  # losses[:checked] have been verified finite
     bar = None
     if _want_progress(progress, steps):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, leave=False)
+        try:  # an optional dependency (pip install lnn[progress]): without it there is no bar
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=steps, leave=False)
 
     def take_record(t: int, W: Tensor, ps: list[Tensor]) -> None:
         rec_steps.append(t)
@@ -474,7 +425,8 @@ def gradient_descent(
     stop_below
         Stop at the first record point where every run's loss is below this value.
     progress
-        Show a progress bar (default: only for long runs in a Jupyter kernel, never when ``LNN_QUIET`` is set).
+        Show a progress bar (default: only for long runs in a Jupyter kernel, never when ``LNN_QUIET`` is set;
+        needs the optional ``tqdm``).
     eps
         The absolute epsilon of ``optimizer="normalized"`` (ignored by plain gradient descent).
 
@@ -573,5 +525,5 @@ def gradient_flow(
     coarse = run(dt, steps, every)
     fine = run(dt / 2, 2 * steps, 2 * every)
     order = 4 if method == "rk4" else 1
-    fine.error_estimate = float((coarse.end_to_end - fine.end_to_end).abs().max()) / (2**order - 1)  # type: ignore[attr-defined]
+    fine.error_estimate = float((coarse.end_to_end - fine.end_to_end).abs().max()) / (2**order - 1)
     return fine

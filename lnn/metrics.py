@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_factors, check_matrix, check_same_shape
+from ._checks import check_factors, check_finite, check_floating, check_matrix, check_same_shape
 
 __all__ = [
     "effective_rank",
@@ -25,9 +25,12 @@ def effective_rank(W: Tensor) -> Tensor:
     .. math:: \\operatorname{erank}(W) = \\exp\\Big(-\\sum_r p_r \\ln p_r\\Big), \\qquad p_r = \\sigma_r / \\|\\sigma\\|_1,
 
     with ``0 ln 0 = 0``. It lies between 1 and the rank and is continuous in ``W`` (chapter *Implicit bias*).
-    Batched over leading dimensions. Raises :class:`ValueError` for a zero matrix, where it is undefined.
+    Batched over leading dimensions. Raises :class:`ValueError` for a zero matrix, where it is undefined, and for
+    NaN/inf entries; :class:`TypeError` for an integer tensor.
     """
     check_matrix(W, "W")
+    check_floating(W, "W")
+    check_finite(W, "W")
     s = torch.linalg.svdvals(W)
     total = s.sum(-1, keepdim=True)
     if bool((total == 0).any()):
@@ -57,6 +60,7 @@ def balancedness(factors: Sequence[Tensor]) -> Tensor:
 def schatten_norm(W: Tensor, p: float) -> Tensor:
     """Schatten ``p``-(quasi-)norm ``(sum_r sigma_r^p)^{1/p}``; ``p = 1`` nuclear, ``2`` Frobenius, ``inf`` spectral."""
     check_matrix(W, "W")
+    check_floating(W, "W")
     if not p > 0:
         raise ValueError(f"p must be positive, got {p}")
     s = torch.linalg.svdvals(W)

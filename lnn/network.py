@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_depth, check_factors, check_matrix
+from ._checks import check_compatible, check_depth, check_factors, check_matrix, hidden_widths
 
 __all__ = [
     "end_to_end",
@@ -24,6 +24,7 @@ __all__ = [
     "identity_factors",
     "orthogonal_factors",
     "dims_of",
+    "FactorProduct",
 ]
 
 DEFAULT_DTYPE = torch.float64
@@ -41,7 +42,11 @@ def partial_products(factors: Sequence[Tensor]) -> list[Tensor]:
     The last entry is the end-to-end matrix. Used to evaluate the network and its gradient with ``2N - 1``
     matrix products per step (chapter *Preliminaries*).
     """
-    factors = check_factors(factors)
+    return _prefix_products(check_factors(factors))
+
+
+def _prefix_products(factors: Sequence[Tensor]) -> list[Tensor]:
+    """:func:`partial_products` without the checks (the training loop checks once, then calls this every step)."""
     prods = [factors[0]]
     for W in factors[1:]:
         prods.append(W @ prods[-1])
@@ -98,21 +103,41 @@ def factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
     """
     factors = check_factors(factors)
     check_matrix(G, "G")
+    check_compatible(G, factors[0], "G", "the factors")
     expected = (factors[-1].shape[-2], factors[0].shape[-1])
     if tuple(G.shape[-2:]) != expected:
         raise ValueError(f"G must have the end-to-end shape (d_N, d_0) = {expected}, got {tuple(G.shape)}")
     return _factor_gradients_from_prefix(factors, partial_products(factors), G)
 
 
-def _hidden_widths(widths: int | Sequence[int] | None, depth: int, default: int) -> list[int]:
-    if widths is None:
-        return [default] * (depth - 1)
-    if isinstance(widths, int):
-        return [widths] * (depth - 1)
-    widths = [int(w) for w in widths]
-    if len(widths) != depth - 1:
-        raise ValueError(f"widths must list the {depth - 1} hidden widths d_1..d_{depth - 1}, got {len(widths)}")
-    return widths
+class FactorProduct:
+    """The parametrization of a deep linear network, for :func:`lnn.gradient_descent` and :func:`lnn.gradient_flow`.
+
+    Parameters are the factors ``[W_1..W_N]``; :meth:`forward` gives the end-to-end matrix ``W_{N:1}`` with its
+    prefix products (:func:`partial_products`), and :meth:`direction` the closed-form gradient of
+    :func:`factor_gradients`,
+
+    .. math:: \\frac{\\partial \\phi}{\\partial W_j} = W_{N:j+1}^\\top \\, G \\, W_{j-1:1}^\\top,
+
+    reusing the prefix products, so one step costs ``3N - 2`` matrix products (chapter *Preliminaries*).
+    """
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        """Check that the factors chain and share dtype, device and batch shape; return the batch shape."""
+        check_factors(params, same_batch=True)
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """``(W_{N:1}, [W_{1:1}, ..., W_{N:1}])``."""
+        prefix = _prefix_products(params)
+        return prefix[-1], prefix
+
+    def direction(self, params: list[Tensor], cache: list[Tensor], G: Tensor) -> list[Tensor]:
+        """The factor gradients at ``G = nabla ell(W_{N:1})``, from the cached prefix products."""
+        return _factor_gradients_from_prefix(params, cache, G)
+
+
+_hidden_widths = hidden_widths  # the former private name (lnn.layers imported it); the home is lnn._checks
 
 
 def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None = None) -> list[Tensor]:
@@ -142,7 +167,7 @@ def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None =
         return [W.clone()]
     d_out, d_in = W.shape[-2], W.shape[-1]
     k = min(d_out, d_in)
-    hidden = _hidden_widths(widths, N, k)
+    hidden = hidden_widths(widths, N, k)
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
     kk = min([k] + hidden)
     if kk < k:

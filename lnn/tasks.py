@@ -19,12 +19,21 @@ Chapters *Optimization* (regression) and *Implicit bias* (sensing, completion, t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ._checks import check_matrix, check_nonnegative_int, check_positive
+from ._checks import (
+    check_compatible,
+    check_finite,
+    check_floating,
+    check_int,
+    check_matrix,
+    check_nonnegative_int,
+    check_positive,
+    check_tensor,
+)
 
 __all__ = [
     "Objective",
@@ -37,6 +46,7 @@ __all__ = [
     "nuclear_norm_completion",
     "singular_value_threshold",
     "DivergenceGuard",
+    "as_value_and_grad",
 ]
 
 _REDUCTIONS = ("mean", "sum", "half_sum")
@@ -57,9 +67,15 @@ class Objective:
 
     Subclasses implement :meth:`value_and_grad`; calling the objective returns the per-run values. The trailing
     ``len(target_shape)`` dimensions of ``W`` are the matrix/tensor, leading ones are batch dimensions.
+
+    The objective is the checked interface between the data and the parameters: its constructor checks the data
+    (tensors of one floating dtype and device, finite), and :meth:`check_input` checks a ``W`` against it (shape,
+    dtype, device), which :func:`lnn.gradient_descent` does once before the first step.
     """
 
     target_shape: tuple[int, ...]
+    #: A tensor of the objective's data whose dtype and device ``W`` must share (set by subclasses).
+    data: Tensor | None = None
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -71,11 +87,29 @@ class Objective:
         """``nabla ell(W)``, same shape as ``W``."""
         return self.value_and_grad(W)[1]
 
-    def _check_input(self, W: Tensor) -> None:
+    def check_input(self, W: Tensor, name: str = "W") -> None:
+        """Raise :class:`TypeError` unless ``W`` is a tensor of the data's dtype and device, and
+        :class:`ValueError` unless its trailing shape is ``target_shape``; the messages name both sides."""
+        what = type(self).__name__
+        check_tensor(W, name)
         k = len(self.target_shape)
-        if not isinstance(W, Tensor) or tuple(W.shape[W.ndim - k :]) != tuple(self.target_shape) or W.ndim < k:
-            shape = tuple(W.shape) if isinstance(W, Tensor) else type(W).__name__
-            raise ValueError(f"{type(self).__name__} expects W of shape (..., {self.target_shape}), got {shape}")
+        if W.ndim < k or tuple(W.shape[W.ndim - k :]) != tuple(self.target_shape):
+            raise ValueError(
+                f"{what} expects W of shape (..., {self.target_shape}), got {name} of shape {tuple(W.shape)}"
+            )
+        if self.data is not None:
+            if W.dtype != self.data.dtype:
+                raise TypeError(
+                    f"{name} is {W.dtype} but the data of {what} is {self.data.dtype}; they must share a dtype "
+                    f"(convert the parameters or build the objective from data of dtype {W.dtype})"
+                )
+            if W.device != self.data.device:
+                raise TypeError(
+                    f"{name} is on device {W.device} but the data of {what} is on {self.data.device}; "
+                    "move one of them (tensor.to(device))"
+                )
+
+    _check_input = check_input
 
 
 class LpRegression(Objective):
@@ -90,14 +124,22 @@ class LpRegression(Objective):
 
     def __init__(self, X: Tensor, Y: Tensor, p: float = 2.0, reduction: str = "mean"):
         check_matrix(X, "X")
+        check_floating(X, "X")
+        check_tensor(Y, "Y")
         if Y.ndim == 1:
             Y = Y.unsqueeze(-1)
         check_matrix(Y, "Y")
+        check_compatible(Y, X, "Y", "X")
+        if X.ndim != 2 or Y.ndim != 2:
+            raise ValueError(f"X and Y must be matrices (m, d_in) and (m, d_out), got {tuple(X.shape)} and {tuple(Y.shape)}")
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X and Y must have the same number of rows (examples), got {X.shape[0]} and {Y.shape[0]}")
         if not p >= 1:
             raise ValueError(f"p must be >= 1 for a convex l_p loss, got {p}")
+        check_finite(X, "X")
+        check_finite(Y, "Y")
         self.X, self.Y, self.p = X, Y, float(p)
+        self.data = X
         self.c = _scale(reduction, Y.numel())
         self.reduction = reduction
         self.target_shape = (Y.shape[1], X.shape[1])
@@ -128,11 +170,17 @@ class MatrixSensing(Objective):
     ``(m, d_out, d_in)`` and ``c`` given by ``reduction`` (chapter *Implicit bias*)."""
 
     def __init__(self, A: Tensor, y: Tensor, reduction: str = "mean"):
+        check_floating(A, "A")
+        check_tensor(y, "y")
+        check_compatible(y, A, "y", "A")
         if A.ndim != 3:
             raise ValueError(f"A must have shape (m, d_out, d_in), got {tuple(A.shape)}")
         if y.shape != A.shape[:1]:
             raise ValueError(f"y must have shape (m,) = ({A.shape[0]},), got {tuple(y.shape)}")
+        check_finite(A, "A")
+        check_finite(y, "y")
         self.A, self.y = A, y
+        self.data = A
         self._A_flat = A.reshape(A.shape[0], -1)
         self.c = _scale(reduction, A.shape[0])
         self.reduction = reduction
@@ -154,6 +202,7 @@ def diagonal_sensing(a: Tensor, y: Tensor, reduction: str = "mean") -> MatrixSen
     """Sensing with diagonal measurement matrices ``A_i = diag(a_i)`` (``a`` of shape ``(m, n)``): they commute, so
     gradient descent from a diagonal initialization stays diagonal and the end-to-end diagonal ``x`` obeys the
     diagonal-network dynamics of chapter *Implicit bias* (nuclear norm = l1 norm on ``x >= 0``)."""
+    check_floating(a, "a")
     if a.ndim != 2:
         raise ValueError(f"a must have shape (m, n), got {tuple(a.shape)}")
     return MatrixSensing(torch.diag_embed(a), y, reduction)
@@ -167,6 +216,10 @@ class Completion(Objective):
     """
 
     def __init__(self, target: Tensor, mask: Tensor, reduction: str = "mean"):
+        check_floating(target, "target")
+        check_tensor(mask, "mask")
+        if mask.device != target.device:
+            raise TypeError(f"mask is on device {mask.device} but target is on {target.device}; move one of them")
         if target.shape != mask.shape:
             raise ValueError(f"target and mask must have the same shape, got {tuple(target.shape)} and {tuple(mask.shape)}")
         if target.ndim < 2:
@@ -175,7 +228,9 @@ class Completion(Objective):
         n_obs = int(mask.sum())
         if n_obs == 0:
             raise ValueError("mask observes no entry")
+        check_finite(target, "target")
         self.target, self.mask = target, mask
+        self.data = target
         self._weights = mask.to(target.dtype)
         self._observed = target * self._weights
         self.num_observed = n_obs
@@ -210,6 +265,8 @@ def low_rank_matrix(
 ) -> Tensor:
     """A random rank-``rank`` matrix ``U V^T / sqrt(rank)`` with Gaussian ``U, V``, rescaled to Frobenius norm
     ``frobenius_norm`` (default ``sqrt(rows * cols)``, i.e. entries of root-mean-square 1, as in Arora et al. 2019)."""
+    rows, cols = check_int(rows, "rows", 1), check_int(cols, "cols", 1)
+    rank = check_int(rank, "rank", 1)
     if not 1 <= rank <= min(rows, cols):
         raise ValueError(f"rank must be between 1 and min(rows, cols) = {min(rows, cols)}, got {rank}")
     if device is None and generator is not None:
@@ -229,8 +286,9 @@ def random_mask(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """A boolean mask of ``shape`` with exactly ``num_observed`` entries set, chosen uniformly without replacement."""
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(check_int(s, "every dimension of shape", 1) for s in shape)
     total = math.prod(shape)
+    num_observed = check_int(num_observed, "num_observed", 1)
     if not 1 <= num_observed <= total:
         raise ValueError(f"num_observed must be between 1 and {total}, got {num_observed}")
     if device is None and generator is not None:
@@ -308,6 +366,7 @@ class DivergenceGuard(Objective):
         self.objective = objective
         self.ceiling = check_positive(ceiling, "ceiling")
         self.target_shape = objective.target_shape
+        self.data = getattr(objective, "data", None)
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
         value, G = self.objective.value_and_grad(W)
@@ -317,3 +376,33 @@ class DivergenceGuard(Objective):
         mask = alive.reshape(*alive.shape, *([1] * (G.ndim - alive.ndim)))
         G = torch.where(mask, G, torch.zeros_like(G))
         return value, G
+
+
+def as_value_and_grad(loss: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """Wrap a loss as ``W -> (value, nabla ell(W))``: an :class:`Objective` gives its closed-form gradient; any
+    other callable is differentiated with autograd (the gradient of the sum of its values, which is each run's own
+    gradient since runs are independent).
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> value_and_grad = lnn.as_value_and_grad(lambda W: 0.5 * (W**2).sum((-2, -1)))
+    >>> value, G = value_and_grad(torch.ones(2, 2, dtype=torch.float64))
+    >>> float(value), G.tolist()
+    (2.0, [[1.0, 1.0], [1.0, 1.0]])
+    """
+    if hasattr(loss, "value_and_grad"):
+        return loss.value_and_grad  # type: ignore[return-value]
+    if not callable(loss):
+        raise TypeError(f"loss must be an Objective or a callable W -> loss, got {type(loss).__name__}")
+
+    def value_and_grad(W: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            Wr = W.detach().requires_grad_(True)
+            value = loss(Wr)
+            if not isinstance(value, Tensor):
+                raise TypeError(f"loss must return a tensor, got {type(value).__name__}")
+            (G,) = torch.autograd.grad(value.sum(), Wr)
+        return value.detach(), G
+
+    return value_and_grad

@@ -14,15 +14,30 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["cp_tensor", "cp_factor_gradients", "cp_component_norms", "cp_gaussian_factors", "random_cp_tensor", "unfold"]
+from ._checks import check_compatible, check_int, check_positive, check_tensor
+
+__all__ = [
+    "cp_tensor",
+    "cp_factor_gradients",
+    "cp_component_norms",
+    "cp_gaussian_factors",
+    "random_cp_tensor",
+    "unfold",
+    "CPProduct",
+]
 
 
 def _check_cp(factors: Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(factors, Tensor):
+        raise ValueError("CP factors must be a list of matrices [A^(1), ..., A^(N)], got a single tensor")
     factors = list(factors)
     if len(factors) < 1:
         raise ValueError("a CP factorization needs at least one factor matrix (order >= 1)")
+    for n, A in enumerate(factors, start=1):
+        check_tensor(A, f"CP factor A^({n})")
     R = factors[0].shape[-1]
     for n, A in enumerate(factors, start=1):
+        check_compatible(A, factors[0], f"CP factor A^({n})", "A^(1)")
         if A.ndim < 2:
             raise ValueError(f"CP factor A^({n}) must have shape (..., d_{n}, R), got {tuple(A.shape)}")
         if A.shape[-1] != R:
@@ -39,7 +54,10 @@ def _letters(order: int) -> tuple[str, str]:
 
 def cp_tensor(factors: Sequence[Tensor]) -> Tensor:
     """``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``."""
-    factors = _check_cp(factors)
+    return _cp_tensor(_check_cp(factors))
+
+
+def _cp_tensor(factors: Sequence[Tensor]) -> Tensor:
     idx, r = _letters(len(factors))
     spec = ",".join(f"...{i}{r}" for i in idx) + f"->...{idx}"
     return torch.einsum(spec, *factors)
@@ -49,6 +67,15 @@ def cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
     """Gradients of ``ell(cp_tensor(A))`` with respect to each ``A^(n)`` given ``G = nabla ell``:
     ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``."""
     factors = _check_cp(factors)
+    check_tensor(G, "G")
+    check_compatible(G, factors[0], "G", "the CP factors")
+    expected = tuple(A.shape[-2] for A in factors)
+    if tuple(G.shape[G.ndim - len(factors):]) != expected:
+        raise ValueError(f"G must have the tensor shape (..., {expected}) of the CP factors, got {tuple(G.shape)}")
+    return _cp_factor_gradients(factors, G)
+
+
+def _cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
     idx, r = _letters(len(factors))
     grads = []
     for n in range(len(factors)):
@@ -77,9 +104,13 @@ def cp_gaussian_factors(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> list[Tensor]:
-    """CP factors with i.i.d. ``N(0, scale^2)`` entries, shapes ``(..., d_n, rank)``."""
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1, got {rank}")
+    """CP factors with i.i.d. ``N(0, scale^2)`` entries, shapes ``(..., d_n, rank)``, ``scale > 0`` and every
+    ``d_n >= 1``; raises :class:`ValueError` otherwise."""
+    rank = check_int(rank, "rank", 1)
+    scale = check_positive(scale, "scale")
+    if isinstance(dims, int) or len(dims) < 1:
+        raise ValueError(f"dims must list the mode sizes [d_1, ..., d_N] (order N >= 1), got {dims!r}")
+    dims = [check_int(d, "every mode size d_n", 1) for d in dims]
     if device is None and generator is not None:
         device = generator.device
     return [scale * torch.randn(*batch_shape, d, rank, generator=generator, dtype=dtype, device=device) for d in dims]
@@ -101,6 +132,26 @@ def random_cp_tensor(
 
 def unfold(T: Tensor, mode: int) -> Tensor:
     """Mode-``mode`` unfolding: a ``d_mode x prod(other dims)`` matrix (no batch dimensions)."""
+    check_tensor(T, "T")
     if not 0 <= mode < T.ndim:
         raise ValueError(f"mode must be in [0, {T.ndim}), got {mode}")
     return T.movedim(mode, 0).reshape(T.shape[mode], math.prod(T.shape) // T.shape[mode])
+
+
+class CPProduct:
+    """The CP parametrization, for :func:`lnn.gradient_descent` and :func:`lnn.gradient_flow`: parameters are the
+    factor matrices ``A^(n)`` of shape ``(..., d_n, R)``, :meth:`forward` gives the tensor :func:`cp_tensor` and
+    :meth:`direction` the gradients :func:`cp_factor_gradients` (chapter *Implicit bias*, tensor part)."""
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        """Check that the factors share ``R``, dtype, device and batch shape; return the batch shape."""
+        _check_cp(params)
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
+        """The CP tensor (no cache)."""
+        return _cp_tensor(params), None
+
+    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
+        """The gradient of ``ell(cp_tensor(A))`` with respect to each factor matrix."""
+        return _cp_factor_gradients(params, G)

@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ._checks import check_depth, check_factors, check_matrix, check_positive, check_same_shape
+from ._checks import (
+    check_compatible,
+    check_depth,
+    check_factors,
+    check_finite,
+    check_floating,
+    check_int,
+    check_matrix,
+    check_positive,
+    check_same_shape,
+    check_tensor,
+)
 from ._linalg import gram_power, left_gram_power_apply, right_gram_power_apply, thin_svd
 from .network import end_to_end
+from .tasks import as_value_and_grad
 
 __all__ = [
     "preconditioned_gradient",
@@ -32,6 +45,7 @@ __all__ = [
     "linear_convergence_bound",
     "loop_integral",
     "objective_hessian",
+    "EndToEndRule",
 ]
 
 
@@ -42,12 +56,20 @@ def preconditioned_gradient(W: Tensor, G: Tensor, depth: int) -> Tensor:
 
     with ``M^0 = I``. Under balanced initialization the end-to-end matrix obeys ``dW/dt = -P_W(nabla ell(W))``
     (chapter *Optimization*). Fractional powers come from the thin SVD of ``W``, never from ``eigh``.
-    Batch dimensions are supported.
+    Batch dimensions are supported. Raises :class:`TypeError` when ``W`` and ``G`` differ in dtype or device and
+    :class:`ValueError` for shapes that differ or NaN/inf entries.
     """
     check_matrix(W, "W")
     check_matrix(G, "G")
     check_same_shape(W, G, "W", "G")
-    N = check_depth(depth)
+    check_floating(W, "W")
+    check_finite(W, "W")
+    check_finite(G, "G")
+    return _preconditioned_gradient(W, G, check_depth(depth))
+
+
+def _preconditioned_gradient(W: Tensor, G: Tensor, N: int) -> Tensor:
+    """:func:`preconditioned_gradient` without the checks (the end-to-end rule calls it at every step)."""
     if N == 1:
         return G.clone()
     svd = thin_svd(W)
@@ -107,8 +129,6 @@ def end_to_end_field(loss: Callable[[Tensor], Tensor], depth: int) -> Callable[[
 
     ``loss`` is an :class:`lnn.tasks.Objective` or any differentiable callable of ``W``.
     """
-    from .dynamics import as_value_and_grad
-
     N = check_depth(depth)
     value_and_grad = as_value_and_grad(loss)
 
@@ -118,6 +138,36 @@ def end_to_end_field(loss: Callable[[Tensor], Tensor], depth: int) -> Callable[[
     return field
 
 
+@dataclass(frozen=True)
+class EndToEndRule:
+    """The end-to-end parametrization, for :func:`lnn.gradient_descent` and :func:`lnn.gradient_flow`: one matrix
+    ``W`` moved along ``P_W(G)``, the rule ``W <- W - lr P_W(nabla ell)`` that the end-to-end matrix of a
+    depth-``N`` network follows under balanced initialization (:func:`preconditioned_gradient`; chapter
+    *Optimization*)."""
+
+    depth: int
+
+    def __post_init__(self) -> None:
+        check_depth(self.depth)
+
+    def check(self, params: list[Tensor]) -> tuple[int, ...]:
+        """Check that ``params == [W]`` with ``W`` a floating matrix; return its batch shape."""
+        if isinstance(params, Tensor) or len(params) != 1:
+            n = "a single tensor" if isinstance(params, Tensor) else f"{len(params)} tensors"
+            raise ValueError(f"the end-to-end rule moves a list holding one matrix [W], got {n}")
+        check_matrix(params[0], "W")
+        check_floating(params[0], "W")
+        return tuple(params[0].shape[:-2])
+
+    def forward(self, params: list[Tensor]) -> tuple[Tensor, None]:
+        """``W`` itself (no cache)."""
+        return params[0], None
+
+    def direction(self, params: list[Tensor], cache: None, G: Tensor) -> list[Tensor]:
+        """``[P_W(G)]``."""
+        return [_preconditioned_gradient(params[0], G, int(self.depth))]
+
+
 def scalar_output_velocity(w: Tensor, grad: Tensor, depth: int) -> Tensor:
     """The end-to-end flow for a single output row ``W_e = w^T`` (Arora, Cohen, Hazan 2018):
 
@@ -125,14 +175,20 @@ def scalar_output_velocity(w: Tensor, grad: Tensor, depth: int) -> Tensor:
 
     The first term is gradient flow with an adaptive step ``||w||^{2-2/N}``; the second stretches the step along
     the direction already travelled, like momentum (chapter *Optimization*). ``w`` has shape ``(..., d)``.
+    At ``w = 0`` with ``N >= 2`` the velocity is its limit, ``0`` (the projection is bounded by ``||grad||`` and
+    the factor ``||w||^{2-2/N}`` vanishes).
     """
     N = check_depth(depth)
+    check_floating(w, "w")
+    check_tensor(grad, "grad")
+    check_compatible(w, grad, "w", "grad")
     if w.shape != grad.shape:
         raise ValueError(f"w and grad must have the same shape, got {tuple(w.shape)} and {tuple(grad.shape)}")
-    norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
     if N == 1:
         return -grad
-    proj = (w * grad).sum(-1, keepdim=True) / norm**2 * w
+    norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+    proj = (w * grad).sum(-1, keepdim=True) / safe**2 * w  # exactly 0 where w = 0
     return -(norm ** (2 - 2 / N)) * (grad + (N - 1) * proj)
 
 
@@ -144,7 +200,10 @@ def singular_value_velocity(W: Tensor, G: Tensor, depth: int) -> Tensor:
     for the thin SVD of ``W`` (chapter *Optimization*). Returns ``(..., min(d_N, d_0))`` in the order of
     ``torch.linalg.svd`` (descending singular values).
     """
+    check_matrix(W, "W")
+    check_matrix(G, "G")
     check_same_shape(W, G, "W", "G")
+    check_floating(W, "W")
     N = check_depth(depth)
     svd = thin_svd(W)
     proj = torch.diagonal(svd.U.mT @ G @ svd.Vh.mT, dim1=-2, dim2=-1)
@@ -215,8 +274,15 @@ def loop_integral(
     :func:`end_to_end_field` does. It vanishes for every loop iff ``F`` is a gradient field, so a nonzero value shows
     that no regularizer produces ``F`` (Arora, Cohen, Hazan 2018, Theorem 2; chapter *Optimization*)."""
     check_positive(radius, "radius")
-    if segments < 3:
-        raise ValueError(f"segments must be >= 3, got {segments}")
+    segments = check_int(segments, "segments", 3)
+    if not callable(field):
+        raise TypeError(f"field must be a callable W -> F(W), got {type(field).__name__}")
+    check_floating(center, "center")
+    for name, E in (("direction1", direction1), ("direction2", direction2)):
+        check_tensor(E, name)
+        check_compatible(E, center, name, "center")
+        if E.shape != center.shape:
+            raise ValueError(f"{name} must have the shape of center {tuple(center.shape)}, got {tuple(E.shape)}")
     theta = torch.linspace(0, 2 * math.pi, segments + 1, dtype=center.dtype, device=center.device)
     shape = (-1,) + (1,) * center.ndim
     cos, sin = torch.cos(theta).reshape(shape), torch.sin(theta).reshape(shape)
