@@ -39,6 +39,9 @@ BUILT_STAMP  := _build/.book-built
 
 # Quiet lnn's progress output in builds and tests; the thread count is left to torch.
 export LNN_QUIET := 1
+# Explorers (lnn/explorer.py) precompute their frames for the kernel-less book, and the test suite checks that
+# path too; a notebook opened by a person (no LNN_EXPLORER) shows live ipywidgets sliders instead.
+export LNN_EXPLORER := static
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Make the venv's tools (python, jupyter) the ones that kernels and subprocesses find.
 export PATH := $(CURDIR)/$(BIN):$(PATH)

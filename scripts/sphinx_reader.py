@@ -17,11 +17,15 @@ Loaded through ``sphinx.local_extensions`` in ``_config.yml``. It only tidies th
   its end marker behind, which crashed the build (``unknown node type: solution_end_node``), and
   would have left the solution's cells in the page. Each gated solution is removed whole.
 
+- The notebooks it executes show their explorers (``lnn.explorer.explore``) as precomputed frames
+  (``LNN_EXPLORER=static`` in the kernels' environment) unless the caller chose otherwise.
+
 ``tests/test_browser.py`` opens the pages in headless Chromium and fails on console errors.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from docutils import nodes
@@ -101,6 +105,9 @@ def hide_gated_solutions(app, config) -> None:
 
 
 def setup(app) -> dict:
+    # The notebooks executed for this build (kernels inherit the environment) show their explorers as
+    # precomputed frames (lnn/explorer.py), whichever command started the build.
+    os.environ.setdefault("LNN_EXPLORER", "static")
     app.setup_extension("sphinx_exercise")
     app.add_node(hidden_solution_start)
     app.add_transform(RemoveHiddenGatedSolutions)
