@@ -2,7 +2,10 @@
 # Fetch the browser assets the book serves itself (no CDN at reading time):
 # MathJax 3, the ipywidgets HTML manager and require.js, at exact versions
 # from the npm registry, checked against pinned sha512 digests, into
-# book/_static/vendor/ (gitignored; recreated by `make book`).
+# book/_static/vendor/ (gitignored; recreated by `make book`). Also axe-core,
+# the accessibility engine the browser test (tests/test_browser.py) injects
+# into every page: it goes to vendor/.axe-core/, a dot folder, which Sphinx
+# does not copy into the built book (only the test reads it).
 #
 # Usage: scripts/fetch_static.sh [DEST]     (DEST defaults to book/_static/vendor)
 set -euo pipefail
@@ -15,6 +18,7 @@ PINS=(
   "mathjax@3.2.2 sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
   "@jupyter-widgets/html-manager@1.0.15 sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA=="
   "requirejs@2.3.8 sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw=="
+  "axe-core@4.14.1 sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
 )
 
 # Nothing to do when DEST already holds exactly these pins.
@@ -40,7 +44,7 @@ for pin in "${PINS[@]}"; do
     echo "fetch_static: integrity mismatch for $spec: got $got, want $want" >&2
     exit 1
   fi
-  name="${spec%@*}"; name="${name##*/}"          # mathjax, html-manager, requirejs
+  name="${spec%@*}"; name="${name##*/}"          # mathjax, html-manager, requirejs, axe-core
   mkdir -p "$WORK/x/$name"
   tar -xzf "$WORK/tgz/$file" -C "$WORK/x/$name"
 done
@@ -62,6 +66,11 @@ cp "$WORK/x/html-manager/package/dist/"*.{woff2,woff,ttf,eot,svg} "$WORK/out/htm
 # require.js
 mkdir -p "$WORK/out/requirejs"
 cp "$WORK/x/requirejs/package/require.js" "$WORK/x/requirejs/package/package.json" "$WORK/out/requirejs/"
+
+# axe-core: the browser test's accessibility audit (not served by the book: see above).
+mkdir -p "$WORK/out/.axe-core"
+cp "$WORK/x/axe-core/package/axe.min.js" "$WORK/x/axe-core/package/LICENSE" "$WORK/x/axe-core/package/package.json" \
+  "$WORK/out/.axe-core/"
 
 printf '%s\n' "$STAMP_CONTENT" > "$WORK/out/PINS.txt"
 rm -rf "$DEST"

@@ -5,10 +5,11 @@ Usage: python scripts/print_book.py _build/singlehtml/index.html _build/print/bo
 ``make print`` builds the single-page HTML (``jupyter-book build --builder singlehtml``) and then
 runs this script. Jupyter Book 1's own ``--builder pdfhtml`` needs pyppeteer, which downloads a
 Chromium at run time; this uses the system one instead (``apt-get install chromium``) through
-``scripts/cdp.py``. The page is opened from ``file://`` with the network cut off, MathJax finishes
+Playwright for Python (``scripts/browser.py``, no browser download). The page is opened from ``file://`` with the network cut off, MathJax finishes
 typesetting, the collapsed solutions are opened (the same ``beforeprint`` event a browser's print
 dialog sends), display equations wider than the column are shrunk to fit it, and Chromium prints it
-on A4 with page numbers. The book's print stylesheet (``book/_static/reader.css``) starts each
+on A4 with page numbers (Playwright's ``page.pdf``). Explorers print their initial frame (their sliders
+are hidden in print). The book's print stylesheet (``book/_static/reader.css``) starts each
 chapter on a new sheet, keeps figures whole and wraps long code lines.
 """
 
@@ -16,18 +17,17 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cdp import Chromium, find_chromium  # noqa: E402
+from browser import Browser, find_chromium  # noqa: E402
 
 #: A4 (8.27 in) less two 0.6 in margins, at 96 CSS pixels per inch.
 PAPER_COLUMN_PX = round((8.27 - 2 * 0.6) * 96)
 
 OPEN_FOR_PRINT_JS = r"""
-(async () => {
+async () => {
   window.dispatchEvent(new Event('beforeprint'));           // sphinx-togglebutton opens its dropdowns
   document.querySelectorAll('details').forEach(d => { if (!d.classList.contains('hide')) d.open = true; });
   for (const img of document.images) img.loading = 'eager';
@@ -41,21 +41,21 @@ OPEN_FOR_PRINT_JS = r"""
     images: document.images.length,
     brokenImages: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
   };
-})()
+}
 """
 
 
 # Display equations wider than their column scroll on screen; on paper they would be cut. Shrink each
 # one to its column (CSS zoom, which also shrinks its layout box), in the print layout set up above.
 FIT_EQUATIONS_JS = r"""
-(() => {
+() => {
   let n = 0;
   for (const c of document.querySelectorAll('mjx-container[display="true"]')) {
     const natural = c.scrollWidth, room = c.clientWidth;
     if (natural > room + 1 && room > 0) { c.style.zoom = (room / natural).toFixed(3); n += 1; }
   }
   return n;
-})()
+}
 """
 
 
@@ -80,16 +80,16 @@ def _printable_page(index: Path) -> Path:
 
 def print_book(source: Path, target: Path) -> dict:
     page = _printable_page(source.resolve())
-    with Chromium(size=(1280, 1600), timeout=300) as browser:
+    with Browser(size=(1280, 1600), timeout=300) as browser:
         load = browser.open(page.as_uri(), settle=0.5)
-        report = browser.evaluate(OPEN_FOR_PRINT_JS, timeout=300)
+        report = browser.evaluate(OPEN_FOR_PRINT_JS)
         # Lay the page out at the width of the printed column (A4 less the margins, in CSS pixels),
         # not the window's: otherwise the theme keeps its wide-screen columns and shrinks them to fit.
-        browser.send("Emulation.setDeviceMetricsOverride", width=PAPER_COLUMN_PX, height=1100, deviceScaleFactor=1, mobile=False)
-        browser.send("Emulation.setEmulatedMedia", media="print")
+        browser.page.set_viewport_size({"width": PAPER_COLUMN_PX, "height": 1100})
+        browser.page.emulate_media(media="print")
         report["shrunk"] = browser.evaluate(FIT_EQUATIONS_JS)
-        time.sleep(0.5)  # let the opened dropdowns lay out
-        browser.print_pdf(target)
+        browser.page.wait_for_timeout(500)  # let the opened dropdowns lay out
+        browser.pdf(target)
     report.update(
         page=str(page),
         failed=load.failed_requests,

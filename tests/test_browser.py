@@ -6,20 +6,28 @@ This module checks, for every page in ``_toc.yml``:
 * on the HTML files (no browser needed): no traceback, error or stderr output (warnings, text progress
   bars), no widget view (the static site has no kernel: a slider there would be dead), no raw LaTeX outside
   the math containers, no unrendered MyST directive or role, every image and every internal link (file and
-  ``#anchor``) resolves, every theorem/proof/exercise directive of a chapter became its box;
+  ``#anchor``) resolves, every image has a meaningful alt text (not empty, not a file name: figure cells set
+  ``mystnb.image.alt``), every theorem/proof/exercise directive of a chapter became its box;
 * the navigation a textbook reader expects: numbered parts and chapters, the notation page, search, a per-page
   table of contents, previous/next links, the ``.ipynb`` download and print buttons, the colour-mode switch;
-* per chapter: an ipywidgets explorer (tagged ``remove-output``) followed by a static counterpart (a figure);
+* per chapter: an explorer (``lnn.explorer.explore``: live sliders in a notebook, precomputed frames in the HTML);
 * in a live kernel, a long ``lnn.gradient_descent`` run shows a progress bar, and ``LNN_QUIET`` silences it;
 * in headless Chromium, with every host name unresolvable: nothing is requested from the network, nothing
   fails to load, the console stays clean, MathJax typesets every formula without errors and leaves no raw TeX,
   every image decodes (``naturalWidth > 0``), the theorem/proof/exercise boxes are drawn with a numbered title,
-  no widget debris, search answers from ``file://``, and dark mode keeps figures on white, uninverted.
-  Screenshots of each chapter in light and dark mode go to ``artifacts/screenshots/`` (gitignored).
+  no widget debris, search answers from ``file://``, and dark mode keeps figures on white, uninverted;
+  each explorer's sliders, moved with the keyboard and with the mouse, change the displayed frame and its alt
+  text; an axe-core audit (WCAG 2.1 A and AA rules, ``axe-core`` pinned in ``scripts/fetch_static.sh``) finds
+  no violation on any page (the figures per page go to ``artifacts/axe.json``).
+  Screenshots of each chapter in light and dark mode, and of each explorer before and after its sliders
+  moved, go to ``artifacts/screenshots/`` (gitignored).
+
+The browser is the system Chromium driven by Playwright (``scripts/browser.py``), with the network cut.
 
 The HTML is built once: this module reuses ``_build/html`` when ``_build/.book-built`` (written by
 ``make book`` after a successful strict build) is newer than every source of the book, and builds it
-otherwise (with ``LNN_BOOK_NO_BUILD=1``, as in ``.ci/run``, it fails instead). Without Chromium
+otherwise (with ``LNN_BOOK_NO_BUILD=1``, as in ``.ci/run``, it fails instead); ``LNN_BOOK_HTML=DIR`` checks the
+book built in DIR as it is. Without Chromium
 (``apt-get install chromium``, or ``$CHROMIUM``) the browser tests are skipped with the reason; the
 HTML checks still run.
 """
@@ -45,7 +53,7 @@ BUILT_STAMP = ROOT / "_build" / ".book-built"
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cdp import Chromium, find_chromium  # noqa: E402  (scripts/cdp.py)
+from browser import AXE_JS, Browser, find_chromium  # noqa: E402  (scripts/browser.py)
 
 # What the book is built from: a change to any of these makes _build/html stale.
 SOURCES = [
@@ -57,6 +65,7 @@ SOURCES = [
     "requirements.txt",
     "pyproject.toml",
     "scripts/sphinx_reader.py",
+    "scripts/fetch_static.sh",
 ]
 JB_FLAGS = ["--all", "-W", "--keep-going"]  # as in the Makefile's `book` target
 
@@ -151,6 +160,9 @@ def build_book() -> None:
 
 @pytest.fixture(scope="session")
 def html() -> Path:
+    if os.environ.get("LNN_BOOK_HTML"):
+        # A book built elsewhere (jupyter-book build --path-output ...), checked as it is.
+        return Path(os.environ["LNN_BOOK_HTML"]).resolve()
     fresh, why = book_is_up_to_date()
     if not fresh and os.environ.get("LNN_BOOK_NO_BUILD"):
         # CI (.ci/run) builds the book in the step before; building again here would hide that it failed.
@@ -174,6 +186,29 @@ WIDGET_DEBRIS = re.compile(
     r"|Output\(\)|Loading widget|Error displaying widget|\d+%\|[^|\n]*\|"
 )
 NO_SCHEME = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*:)")
+
+
+# An alt text that names a file instead of describing the figure: what docutils writes when a cell sets no
+# ``mystnb.image.alt`` (the image's path), or a bare file name, hash or placeholder.
+FILE_NAME_ALT = re.compile(
+    r"(?:\.(?:png|jpe?g|gif|svg|webp|pdf)$)|_images/|^[0-9a-f]{16,}$|^(?:image|figure|img|plot|output)\s*\d*$", re.I
+)
+
+
+def alt_problem(alt: str | None, src: str = "") -> str | None:
+    """Why an image's alt text does not describe it (None if it does)."""
+    if alt is None or not alt.strip():
+        return "no alt text (set the figure cell's metadata mystnb.image.alt to what the figure shows)"
+    alt = alt.strip()
+    if FILE_NAME_ALT.search(alt) or (src and alt == src):
+        return f"its alt text is a file name ({alt[:60]!r}): set mystnb.image.alt to what the figure shows"
+    if len(alt.split()) < 3:
+        return f"its alt text {alt!r} is too short to describe a figure"
+    return None
+
+
+def _short(src: str) -> str:
+    return src[:40] + "..." if src.startswith("data:") else src
 
 
 def _soup(path: Path):
@@ -246,6 +281,10 @@ def html_problems(page: Path) -> list[str]:
     for match in list(RAW_MYST.finditer(prose))[:5]:
         problems.append(f"unrendered MyST: {prose[match.start() : match.end() + 40]!r}")
 
+    for img in article.find_all("img"):
+        why = alt_problem(img.get("alt"), img.get("src", ""))
+        if why:
+            problems.append(f"image {_short(img.get('src', ''))}: {why}")
     for img in soup.find_all("img"):
         src = img.get("src", "")
         if src.startswith("data:"):
@@ -308,35 +347,52 @@ def test_chapter_boxes(html, chapter):
     assert not missing, f"{chapter}: " + "; ".join(missing)
 
 
-# A cell that builds widgets (importing ipywidgets alone does not make an explorer).
-EXPLORER = re.compile(r"\binteract(?:ive|_manual)?\s*\(|\bwidgets\.[A-Z]\w*\s*\(|\.observe\s*\(")
+# A cell that builds widgets by hand (importing ipywidgets alone does not make an explorer), and a cell that
+# calls the book's one explorer mechanism.
+WIDGETS = re.compile(r"\binteract(?:ive|_manual)?\s*\(|\bwidgets\.[A-Z]\w*\s*\(|\.observe\s*\(")
+EXPLORE = re.compile(r"\bexplore\s*\(")
+
+
+def explorer_bundles(soup) -> list[dict]:
+    """The precomputed explorers of a built page: their parameters, frames and alt texts, and their weight."""
+    import json
+
+    found = []
+    for div in _article(soup).select("div.lnn-explorer"):
+        data = div.select_one("script.lnn-explorer-data")
+        payload = json.loads(data.string) if data is not None and data.string else None
+        found.append({"payload": payload, "bytes": len(str(div).encode("utf-8"))})
+    return found
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_has_explorer(html, chapter):
-    """Each chapter offers an ipywidgets explorer to notebook readers, and the HTML a static counterpart."""
+    """Each chapter offers an explorer (lnn.explorer.explore): sliders in a notebook, precomputed frames in the HTML."""
     if not _written(chapter):
         pytest.skip(f"{chapter} is a placeholder (no code yet)")
-    cells = _chapter_cells(chapter)
-    explorers = [c for c in cells if c["cell_type"] == "code" and EXPLORER.search(_source(c))]
-    assert explorers, f"{chapter} has no ipywidgets explorer (a cell that calls interact or builds widgets)"
-    untagged = [c for c in explorers if "remove-output" not in c.get("metadata", {}).get("tags", [])]
-    assert not untagged, (
-        f"{chapter}: explorer cell(s) not tagged remove-output (their widget would be dead in the HTML): "
-        + ", ".join(repr(_source(c).strip().splitlines()[0][:60]) for c in untagged)
+    cells = [c for c in _chapter_cells(chapter) if c["cell_type"] == "code"]
+    hand_made = [c for c in cells if WIDGETS.search(_source(c))]
+    assert not hand_made, (
+        f"{chapter}: widgets built by hand (dead in the HTML): use lnn.explorer.explore instead: "
+        + ", ".join(repr(_source(c).strip().splitlines()[0][:60]) for c in hand_made)
     )
-    # In the HTML: after the explorer cell, within the next three cells, a figure shows what it explores.
-    soup = _soup(html / "book" / f"{chapter}.html")
-    cells_html = _article(soup).select("div.cell")
-    with_counterpart = 0
-    for i, cell in enumerate(cells_html):
-        if "tag_remove-output" in cell.get("class", []) and EXPLORER.search(cell.get_text()):
-            if any(c.select_one(".cell_output img") for c in cells_html[i + 1 : i + 4]):
-                with_counterpart += 1
-    assert with_counterpart, (
-        f"{chapter}: no static counterpart (a figure, e.g. lnn.plotting.panel_grid) within three cells after "
-        "the explorer"
-    )
+    explorers = [c for c in cells if EXPLORE.search(_source(c))]
+    assert explorers, f"{chapter} has no explorer (a cell that calls lnn.explorer.explore)"
+    hidden = [c for c in explorers if {"remove-output", "remove-cell"} & set(c.get("metadata", {}).get("tags", []))]
+    assert not hidden, f"{chapter}: an explorer cell is tagged remove-output/remove-cell: its frames would not show"
+    bundles = explorer_bundles(_soup(html / "book" / f"{chapter}.html"))
+    assert bundles, f"{chapter}: no precomputed explorer (div.lnn-explorer) in the HTML: was LNN_EXPLORER=static set?"
+    for i, bundle in enumerate(bundles):
+        data = bundle["payload"]
+        assert data and data["params"] and data["frames"], f"{chapter}: explorer {i} holds no frames"
+        n = 1
+        for p in data["params"]:
+            n *= len(p["values"])
+        assert len(data["frames"]) == len(data["alts"]) == n, f"{chapter}: explorer {i}: {len(data['frames'])} frames for {n} combinations"
+        for alt in set(data["alts"]):
+            why = alt_problem(alt)
+            assert not why, f"{chapter}: explorer {i}: {why}"
+        print(f"{chapter}: explorer {i}: {len(data['frames'])} frames, {bundle['bytes'] / 1024:.0f} KiB in the page")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -456,7 +512,7 @@ def test_progress_bar_in_live_kernel():
 def browser(html):
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium, or set $CHROMIUM): browser checks skipped")
-    with Chromium(size=(1280, 1600)) as chromium:
+    with Browser(size=(1280, 1600)) as chromium:
         yield chromium
 
 
@@ -630,3 +686,116 @@ def test_chapter_screenshots_light_and_dark(html, browser, chapter):
     for fig in report["figures"]:
         assert "invert" not in fig["filter"], f"{fig['src']} is inverted in dark mode ({fig['filter']})"
         assert _luminance(fig["background"]) > 0.9, f"{fig['src']} has no light backing in dark mode: {fig}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# explorers without a kernel: sliders switch the precomputed frames (book/_static/explorer.js)
+# ------------------------------------------------------------------------------------------------------------
+EXPLORER_STATE_JS = r"""
+(i) => {
+  const root = document.querySelectorAll('article.bd-article div.lnn-explorer')[i];
+  const img = root.querySelector('img.lnn-explorer-frame');
+  return { frame: root.dataset.frame, src: img.getAttribute('src'), alt: img.getAttribute('alt'),
+           decoded: img.complete && img.naturalWidth > 0,
+           outputs: [...root.querySelectorAll('output')].map(o => o.textContent),
+           valuetexts: [...root.querySelectorAll('input[type=range]')].map(r => r.getAttribute('aria-valuetext')) };
+}
+"""
+
+
+def _wait_decoded(browser, index: int) -> dict:
+    browser.page.wait_for_function(
+        "(i) => { const img = document.querySelectorAll('article.bd-article div.lnn-explorer img.lnn-explorer-frame')[i];"
+        " return img.complete && img.naturalWidth > 0; }", arg=index)
+    return browser.evaluate(EXPLORER_STATE_JS, index)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_explorers_in_browser(html, browser, chapter):
+    """Each slider, moved with the keyboard (arrows, End/Home) and with the mouse, changes the frame and its alt."""
+    import json
+
+    soup = _soup(html / "book" / f"{chapter}.html")
+    bundles = explorer_bundles(soup)
+    if not bundles:
+        pytest.skip(f"{chapter}: no explorer in the page (test_chapter_has_explorer says why)")
+    load = browser.open((html / "book" / f"{chapter}.html").as_uri())
+    explorers = browser.page.locator("article.bd-article div.lnn-explorer")
+    assert explorers.count() == len(bundles)
+    problems, weights = [], []
+    for i, bundle in enumerate(bundles):
+        params = bundle["payload"]["params"]
+        root = explorers.nth(i)
+        root.scroll_into_view_if_needed()
+        sliders = root.locator("input[type=range]")
+        assert sliders.count() == len(params), f"explorer {i}: {sliders.count()} sliders for {len(params)} parameters"
+        seen = {_wait_decoded(browser, i)["src"]}
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        root.screenshot(path=str(ARTIFACTS / f"{chapter}-explorer{i}-initial.png"))
+        for k, p in enumerate(params):
+            slider = sliders.nth(k)
+            label = root.locator(f"label[for='{slider.get_attribute('id')}']")
+            if label.count() != 1 or label.inner_text().strip() != p["label"]:
+                problems.append(f"explorer {i}: slider {p['name']} has no label {p['label']!r}")
+            if len(p["values"]) < 2:
+                continue
+            # Keyboard: focus, then the end of the range away from where it starts.
+            before = browser.evaluate(EXPLORER_STATE_JS, i)
+            slider.focus()
+            key = "Home" if p["initial"] == len(p["values"]) - 1 else "End"
+            browser.page.keyboard.press(key)
+            after = _wait_decoded(browser, i)
+            target = 0 if key == "Home" else len(p["values"]) - 1
+            if after["src"] == before["src"] or after["alt"] == before["alt"]:
+                problems.append(f"explorer {i}: {key} on slider {p['name']} did not change the frame and its alt")
+            if after["outputs"][k] != p["values"][target] or p["values"][target] not in (after["valuetexts"][k] or ""):
+                problems.append(f"explorer {i}: slider {p['name']} shows {after['outputs'][k]!r}, not {p['values'][target]!r}")
+            browser.page.keyboard.press("ArrowLeft" if key == "End" else "ArrowRight")
+            stepped = _wait_decoded(browser, i)
+            if stepped["src"] == after["src"]:
+                problems.append(f"explorer {i}: an arrow key on slider {p['name']} did not change the frame")
+            # Mouse: a click at the far end of the track from where the keyboard left it.
+            box = slider.bounding_box()
+            x = box["x"] + (box["width"] - 2 if key == "Home" else 2)
+            browser.page.mouse.click(x, box["y"] + box["height"] / 2)
+            clicked = _wait_decoded(browser, i)
+            if clicked["src"] == stepped["src"]:
+                problems.append(f"explorer {i}: a click on slider {p['name']} did not change the frame")
+            seen.update({after["src"], stepped["src"], clicked["src"]})
+        root.screenshot(path=str(ARTIFACTS / f"{chapter}-explorer{i}-moved.png"))
+        weights.append(f"explorer {i}: {len(bundle['payload']['frames'])} frames, {len(seen)} shown, "
+                       f"{bundle['bytes'] / 1024:.0f} KiB")
+    problems += [f"console: {e}" for e in load.console_errors]
+    problems += [f"requested from the network: {u}" for u in load.network_requests]
+    print(f"{chapter}: " + "; ".join(weights))
+    assert not problems, f"{chapter}:\n  " + "\n  ".join(problems)
+    (ARTIFACTS.parent / f"explorers-{chapter}.json").write_text(json.dumps(weights, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# accessibility: WCAG 2.1 A and AA (axe-core) on every page
+# ------------------------------------------------------------------------------------------------------------
+def _axe_record(page: str, violations: list[dict]) -> None:
+    import json
+
+    path = ARTIFACTS.parent / "axe.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[page] = {v["id"]: len(v["nodes"]) for v in violations}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_accessibility(html, browser, page):
+    """axe-core (WCAG 2.1 A and AA rules) finds no violation; the figures per page go to artifacts/axe.json."""
+    if not AXE_JS.is_file():
+        pytest.fail(f"{AXE_JS.relative_to(ROOT)} is missing: run `make static` (scripts/fetch_static.sh)", pytrace=False)
+    browser.open((html / page).as_uri())
+    violations = browser.axe()
+    _axe_record(page, violations)
+    lines = [
+        f"{v['id']} ({v['impact']}, {len(v['nodes'])} element(s)): {v['help']}\n      "
+        + "\n      ".join(f"{n['target']}: {n['html'][:120]}" for n in v["nodes"][:4])
+        for v in violations
+    ]
+    assert not violations, f"{page}: {sum(len(v['nodes']) for v in violations)} violating element(s)\n  " + "\n  ".join(lines)
