@@ -17,6 +17,12 @@ Loaded through ``sphinx.local_extensions`` in ``_config.yml``. It only tidies th
   its end marker behind, which crashed the build (``unknown node type: solution_end_node``), and
   would have left the solution's cells in the page. Each gated solution is removed whole.
 
+- The repository address is never invented. ``repository.url`` in ``_config.yml`` is the one place that
+  names it; when it is empty, the address comes from ``$LNN_REPOSITORY_URL`` (the publishing workflow sets it)
+  or from the checkout's ``origin`` remote (a GitHub, GitLab or Bitbucket address). With none of them, the
+  book shows no repository button and no launch buttons (Binder, Colab), rather than broken ones; with one,
+  it shows both.
+
 - The notebooks it executes show their explorers (``lnn.explorer.explore``) as precomputed frames
   (``LNN_EXPLORER=static`` in the kernels' environment) unless the caller chose otherwise.
 
@@ -26,6 +32,9 @@ Loaded through ``sphinx.local_extensions`` in ``_config.yml``. It only tidies th
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -104,6 +113,54 @@ def hide_gated_solutions(app, config) -> None:
         app.add_directive("solution-start", _hidden_solution_start_directive(), override=True)
 
 
+# Hosts whose addresses sphinx-book-theme turns into repository and launch buttons.
+_HOSTS = ("github.com", "gitlab.com", "bitbucket.org")
+_REMOTE = re.compile(
+    r"^(?:https?://(?:[^@/]+@)?|ssh://(?:[^@/]+@)?|git@)(?P<host>[^/:]+)[:/](?P<path>[^/\s]+/[^/\s]+?)(?:\.git)?/?$"
+)
+
+
+def repository_address(root: str | os.PathLike, configured: str | None = None) -> str | None:
+    """The book's repository as ``https://HOST/OWNER/NAME``, or None when it is not known.
+
+    From ``configured`` (``repository.url`` in ``_config.yml``) when set, else ``$LNN_REPOSITORY_URL``, else the
+    ``origin`` remote of the git checkout at ``root``; only addresses on GitHub, GitLab or Bitbucket count (a
+    local path or an unknown host gives None). Credentials in a remote's address are dropped.
+    """
+    for candidate in (configured, os.environ.get("LNN_REPOSITORY_URL")):
+        if candidate and candidate.strip():
+            return candidate.strip().rstrip("/")
+    try:
+        remote = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _REMOTE.match(remote)
+    if not match or match["host"].lower() not in _HOSTS:
+        return None
+    return f"https://{match['host'].lower()}/{match['path']}"
+
+
+def set_repository(app, config) -> None:
+    """Repository and launch buttons from the known address, or none at all (see the module docstring)."""
+    options = config.html_theme_options
+    address = repository_address(Path(app.confdir), options.get("repository_url"))
+    if address:
+        options["repository_url"] = address
+        options["use_repository_button"] = True
+        return
+    options["repository_url"] = ""
+    for button in ("use_repository_button", "use_issues_button", "use_edit_page_button"):
+        options[button] = False
+    launch = dict(options.get("launch_buttons") or {})
+    for key in ("binderhub_url", "jupyterhub_url", "colab_url", "jupyterlite_url"):
+        launch[key] = ""
+    launch["thebe"] = False
+    options["launch_buttons"] = launch
+
+
 def setup(app) -> dict:
     # The notebooks executed for this build (kernels inherit the environment) show their explorers as
     # precomputed frames (lnn/explorer.py), whichever command started the build.
@@ -112,6 +169,7 @@ def setup(app) -> dict:
     app.add_node(hidden_solution_start)
     app.add_transform(RemoveHiddenGatedSolutions)
     app.connect("config-inited", hide_gated_solutions)
+    app.connect("config-inited", set_repository)
     app.connect("builder-inited", share_html_handlers)
     # Late priority: after the extensions that add scripts in this event.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
