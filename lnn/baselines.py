@@ -31,6 +31,8 @@ def min_norm_least_squares(X: Tensor, y: Tensor, *, rcond: float | None = None) 
     which is the interpolant of least Euclidean norm when ``X`` (``m x d``, rows are examples) has full row rank.
     Gradient descent from zero on ``||Xw - y||^2`` converges to it.
 
+    The solution of :prf:ref:`ib-thm-min-norm`.
+
     Parameters
     ----------
     X
@@ -68,6 +70,8 @@ def min_l1_nonnegative(A: Tensor, y: Tensor) -> Tensor:
     ``diag(a_i)`` it is the minimum-nuclear-norm PSD diagonal solution, the limit that gradient descent on a deep
     diagonal network approaches as the initialization scale goes to zero.
 
+    The baseline of :prf:ref:`ib-thm-commuting`.
+
     Parameters
     ----------
     A
@@ -104,6 +108,15 @@ def zero_fill_completion(target: Tensor, mask: Tensor) -> Tensor:
 
     The gradient of ``sum_{i in Omega} (W_i - T_i)^2`` vanishes off ``Omega``, so unobserved entries never move from
     their initial value; the relative error is ``||T_{not Omega}|| / ||T||``. Works for matrices and tensors.
+
+    The trivial baseline of :doc:`/book/03_implicit_bias`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.baselines import zero_fill_completion
+    >>> zero_fill_completion(torch.ones(2, 2), torch.eye(2, dtype=torch.bool)).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
     """
     if target.shape != mask.shape:
         raise ValueError(f"target and mask must have the same shape, got {tuple(target.shape)} and {tuple(mask.shape)}")

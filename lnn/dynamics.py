@@ -72,6 +72,14 @@ class Parametrization(Protocol):
     ``direction(params, cache, G) -> list``
         Given ``G = nabla ell(W)``, the direction each parameter descends along: the gradient of
         ``ell(forward(params))`` for a true parametrization, ``P_W(G)`` for the end-to-end rule.
+
+    The three parametrizations of the book follow :prf:ref:`prelim-lem-gradient`, :prf:ref:`thm-opt-end-to-end` and :prf:ref:`ib-prop-component`.
+
+    Examples
+    --------
+    >>> import lnn
+    >>> all(hasattr(p, "direction") for p in (lnn.FactorProduct(), lnn.EndToEndRule(2), lnn.CPProduct()))
+    True
     """
 
     def check(self, params: list[Tensor]) -> tuple[int, ...]: ...
@@ -138,6 +146,8 @@ def _resolve_recorders(record: Sequence[str] | Mapping[str, Recorder] | None) ->
 class Trajectory:
     """The outcome of a run.
 
+    Returned by the drivers of :doc:`/book/01_preliminaries` and :doc:`/book/02_optimization`.
+
     Attributes
     ----------
     params
@@ -156,6 +166,14 @@ class Trajectory:
     error_estimate
         :func:`gradient_flow` with ``estimate_error=True``: the Richardson estimate of the error in the final
         end-to-end matrix; ``None`` otherwise.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> loss = lambda W: 0.5 * ((W - 1.0) ** 2).sum((-2, -1))
+    >>> run = lnn.gradient_descent([torch.ones(1, 1, dtype=torch.float64) * 0.5], loss, lr=0.5, steps=4)
+    >>> run.steps_run, run.losses.shape, int(run.first_step_below(0.01))
+    (4, torch.Size([5]), 2)
     """
 
     params: list[Tensor]
@@ -406,6 +424,8 @@ def gradient_descent(
     all factors updated simultaneously from the same point. ``optimizer="normalized"`` replaces ``eta`` by the
     global normalized step described in the module docstring.
 
+    The method of :prf:ref:`prelim-prop-euler`; its conservation law is :prf:ref:`thm-opt-conservation`.
+
     Parameters
     ----------
     factors
@@ -436,6 +456,17 @@ def gradient_descent(
         Factors that do not chain, an empty list (depth < 1), a non-positive step size.
     FloatingPointError
         The loss becomes NaN or infinite; the message names the step.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    >>> loss = lnn.LpRegression(X, X @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64))
+    >>> factors = lnn.gaussian_factors([3, 4, 1], 0.5, generator=g)
+    >>> run = lnn.gradient_descent(factors, loss, lr=0.1, steps=2000)
+    >>> float(run.final_loss) < 1e-10, float(run.losses[0]) > 0.1
+    (True, True)
     """
     return _run(
         factors,
@@ -473,6 +504,16 @@ def end_to_end_descent(
 
     It agrees with factorized gradient descent from balanced factors up to ``O(eta)`` over a fixed time. Same
     arguments and result as :func:`gradient_descent`; ``result.params == [W_final]``.
+
+    Derived in :prf:ref:`thm-opt-end-to-end`; used in :ref:`opt-acceleration`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> loss = lambda W: 0.5 * ((W - 1.0) ** 2).sum((-2, -1))
+    >>> run = lnn.end_to_end_descent(torch.full((1, 1), 0.5, dtype=torch.float64), loss, 2, lr=0.1, steps=200)
+    >>> round(run.end_to_end.item(), 6)
+    1.0
     """
     return gradient_descent(
         [W], loss, lr=lr, steps=steps, optimizer=optimizer, parametrization=EndToEndRule(depth), record=record,
@@ -506,6 +547,16 @@ def gradient_flow(
     stop at different times, so do not combine the two). ``stop_below`` ends the flow at the first record point
     where every run's loss is below it. Chapters *Preliminaries* and
     *Optimization* use it as the reference for "gradient flow".
+
+    The limit of :prf:ref:`prelim-prop-euler`.
+
+    Examples
+    --------
+    >>> import math, torch, lnn
+    >>> loss = lambda W: 0.5 * (W ** 2).sum((-2, -1))  # depth 1: dW/dt = -W, so W(t) = W(0) e^{-t}
+    >>> flow = lnn.gradient_flow([torch.ones(1, 1, dtype=torch.float64)], loss, time=1.0, dt=0.01)
+    >>> abs(flow.end_to_end.item() - math.exp(-1.0)) < 1e-10
+    True
     """
     time = check_positive(time, "time")
     dt = check_positive(dt, "dt")

@@ -49,7 +49,16 @@ __all__ = [
 
 def ht_num_levels(order: int) -> int:
     """The number of levels ``L = log2(order)`` of the perfect binary mode tree; ``ValueError`` unless the order
-    is a power of two and at least 2."""
+    is a power of two and at least 2.
+
+    Defined in :prf:ref:`ib-def-htf`.
+
+    Examples
+    --------
+    >>> from lnn.hierarchical import ht_num_levels
+    >>> ht_num_levels(4), ht_num_levels(8)
+    (2, 3)
+    """
     if isinstance(order, bool) or int(order) != order or order < 2 or (int(order) & (int(order) - 1)) != 0:
         raise ValueError(f"the hierarchical factorization needs an order that is a power of two >= 2, got {order!r}")
     return int(order).bit_length() - 1
@@ -58,7 +67,16 @@ def ht_num_levels(order: int) -> int:
 def ht_mode_tree(order: int) -> list[list[tuple[int, ...]]]:
     """The nodes of the mode tree level by level, as tuples of (0-based) modes: level 0 is the leaves
     ``[(0,), (1,), ...]``, the last level the root ``[(0, ..., order-1)]``. Adjacent nodes are merged, so for order
-    4 the levels are ``[(0,), (1,), (2,), (3,)]``, ``[(0, 1), (2, 3)]``, ``[(0, 1, 2, 3)]``."""
+    4 the levels are ``[(0,), (1,), (2,), (3,)]``, ``[(0, 1), (2, 3)]``, ``[(0, 1, 2, 3)]``.
+
+    The mode tree of :prf:ref:`ib-def-htf`.
+
+    Examples
+    --------
+    >>> from lnn.hierarchical import ht_mode_tree
+    >>> ht_mode_tree(4)
+    [[(0,), (1,), (2,), (3,)], [(0, 1), (2, 3)], [(0, 1, 2, 3)]]
+    """
     levels = ht_num_levels(order)
     tree = [[(n,) for n in range(order)]]
     for _ in range(levels):
@@ -120,6 +138,8 @@ def _contract(levels: list[list[Tensor]], output: Tensor) -> Tensor:
 def ht_tensor(params: Sequence[Tensor]) -> Tensor:
     """The tensor of a hierarchical tensor factorization, shape ``(..., d_1, ..., d_N)`` (module docstring).
 
+    Defined in :prf:ref:`ib-def-htf`.
+
     Examples
     --------
     >>> import torch
@@ -144,6 +164,8 @@ def ht_gaussian_factors(
     device: torch.device | str | None = None,
 ) -> list[Tensor]:
     """HTF weights with i.i.d. ``N(0, scale^2)`` entries (the near-zero initialization of Razin, Maman, Cohen 2022).
+
+    The initialization of :prf:ref:`ib-prop-local`.
 
     Parameters
     ----------
@@ -186,6 +208,8 @@ def ht_local_component_norms(params: Sequence[Tensor]) -> list[Tensor]:
     for the node ``k`` of level ``l + 1`` with children ``c, c'`` and ``s = 1..R_l`` (``A^(L+1)`` is the output
     weight). A local component with zero norm contributes nothing to the tensor; the number of non-negligible
     local components at a node bounds the rank of the matricization that splits that node's modes from the rest.
+
+    The local components of :prf:ref:`ib-def-htf`, learned incrementally by :prf:ref:`ib-prop-local`.
     """
     levels, output, _ = _split(params)
     parents = levels[1:] + [[output]]
@@ -200,7 +224,17 @@ def ht_local_component_norms(params: Sequence[Tensor]) -> list[Tensor]:
 def matricize(T: Tensor, row_modes: Sequence[int], *, batch_dims: int = 0) -> Tensor:
     """The matricization of ``T`` with the modes ``row_modes`` (0-based, in the given order) indexing rows and the
     remaining modes, in increasing order, indexing columns. ``batch_dims`` leading dimensions are kept as batch
-    dimensions. The rank of ``matricize(T, node)`` for the nodes of the mode tree is the *hierarchical rank*."""
+    dimensions. The rank of ``matricize(T, node)`` for the nodes of the mode tree is the *hierarchical rank*.
+
+    The matricizations that define the hierarchical rank, :prf:ref:`ib-def-htf`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.hierarchical import matricize
+    >>> tuple(matricize(torch.zeros(2, 3, 4, 5), [0, 2]).shape)
+    (8, 15)
+    """
     order = T.ndim - batch_dims
     rows = [int(m) for m in row_modes]
     if len(set(rows)) != len(rows) or any(not 0 <= m < order for m in rows) or not 0 < len(rows) < order + 1:
@@ -217,6 +251,8 @@ class HTProduct:
     """Parametrization of :func:`lnn.gradient_descent` by a hierarchical tensor factorization: parameters
     ``[A^(1,1..N), A^(2,..), ..., A^(L+1)]`` (the order of :func:`ht_gaussian_factors`), end-to-end tensor
     :func:`ht_tensor`, and the gradient ``d ell / d A`` by back-propagation through the contraction.
+
+    Defined in :prf:ref:`ib-def-htf`; its dynamics in :prf:ref:`ib-prop-local`.
 
     Examples
     --------

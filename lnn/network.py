@@ -31,7 +31,16 @@ DEFAULT_DTYPE = torch.float64
 
 
 def dims_of(factors: Sequence[Tensor]) -> list[int]:
-    """The widths ``[d_0, d_1, ..., d_N]`` of a list of factors."""
+    """The widths ``[d_0, d_1, ..., d_N]`` of a list of factors.
+
+    Notation of :prf:ref:`prelim-def-lnn`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> lnn.dims_of([torch.zeros(5, 3), torch.zeros(2, 5)])
+    [3, 5, 2]
+    """
     factors = check_factors(factors)
     return [factors[0].shape[-1]] + [W.shape[-2] for W in factors]
 
@@ -41,6 +50,15 @@ def partial_products(factors: Sequence[Tensor]) -> list[Tensor]:
 
     The last entry is the end-to-end matrix. Used to evaluate the network and its gradient with ``2N - 1``
     matrix products per step (chapter *Preliminaries*).
+
+    Derived in :prf:ref:`prelim-lem-gradient`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W1, W2 = torch.full((2, 2), 2.0), torch.eye(2)
+    >>> [P.tolist() for P in lnn.partial_products([W1, W2])]
+    [[[2.0, 2.0], [2.0, 2.0]], [[2.0, 2.0], [2.0, 2.0]]]
     """
     return _prefix_products(check_factors(factors))
 
@@ -55,6 +73,8 @@ def _prefix_products(factors: Sequence[Tensor]) -> list[Tensor]:
 
 def end_to_end(factors: Sequence[Tensor]) -> Tensor:
     """The end-to-end matrix ``W_e = W_{N:1} = W_N W_{N-1} \\cdots W_1`` (chapter *Preliminaries*).
+
+    Defined in :prf:ref:`prelim-def-lnn`.
 
     Parameters
     ----------
@@ -94,12 +114,22 @@ def factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
 
     (chapter *Preliminaries*, the gradient formula), with ``W_{j:i} = I`` when ``j < i``.
 
+    Derived in :prf:ref:`prelim-lem-gradient`.
+
     Parameters
     ----------
     factors
         ``[W_1, ..., W_N]``, ``W_j`` of shape ``(..., d_j, d_{j-1})``.
     G
         ``\\nabla \\ell`` at the end-to-end matrix, shape ``(..., d_N, d_0)``.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> factors = lnn.gaussian_factors([3, 4, 2], generator=torch.Generator().manual_seed(0))
+    >>> G = torch.ones(2, 3, dtype=torch.float64)
+    >>> [tuple(g.shape) for g in lnn.factor_gradients(factors, G)]
+    [(4, 3), (2, 4)]
     """
     factors = check_factors(factors)
     check_matrix(G, "G")
@@ -120,6 +150,16 @@ class FactorProduct:
     .. math:: \\frac{\\partial \\phi}{\\partial W_j} = W_{N:j+1}^\\top \\, G \\, W_{j-1:1}^\\top,
 
     reusing the prefix products, so one step costs ``3N - 2`` matrix products (chapter *Preliminaries*).
+
+    Derived in :prf:ref:`prelim-lem-gradient`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> factors = [torch.eye(2, dtype=torch.float64), 3 * torch.eye(2, dtype=torch.float64)]
+    >>> W, prefix = lnn.FactorProduct().forward(factors)
+    >>> W.diagonal().tolist(), len(prefix)
+    ([3.0, 3.0], 2)
     """
 
     def check(self, params: list[Tensor]) -> tuple[int, ...]:
@@ -151,6 +191,8 @@ def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None =
     ``D_j = W_{j+1}^T W_{j+1} - W_j W_j^T`` vanishes, so the end-to-end matrix follows the preconditioned flow
     ``dW/dt = -P_W(\\nabla\\ell)``.
 
+    The construction of :prf:ref:`alg-opt-balanced`; why it is balanced: :prf:ref:`lem-opt-balanced-powers`.
+
     Parameters
     ----------
     W
@@ -160,6 +202,14 @@ def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None =
     widths
         Hidden widths ``d_1..d_{N-1}`` (an int for all); default ``min(d_0, d_N)``. A width smaller than
         ``min(d_0, d_N)`` is allowed only when the dropped singular values are zero.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W = torch.tensor([[2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    >>> factors = lnn.balanced_factors(W, depth=3)
+    >>> torch.allclose(lnn.end_to_end(factors), W), float(lnn.balancedness(factors)) < 1e-12
+    (True, True)
     """
     check_matrix(W, "W")
     N = check_depth(depth)
@@ -239,6 +289,8 @@ def gaussian_factors(
     ``E||W_{N:1} x||^2 = scale^2 ||x||^2``. For square ``n x n`` layers the per-layer standard deviation is
     ``scale^{1/N}/sqrt(n)``, the initialization of Arora, Cohen, Hu and Luo (2019).
 
+    Used in :ref:`opt-initialization` and :doc:`/book/03_implicit_bias`.
+
     Parameters
     ----------
     dims
@@ -249,6 +301,13 @@ def gaussian_factors(
         Leading batch dimensions (independent draws).
     generator
         A seeded :class:`torch.Generator` for reproducibility.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> factors = lnn.gaussian_factors([4, 8, 8, 2], 0.1, batch_shape=(5,), generator=torch.Generator().manual_seed(0))
+    >>> [tuple(W.shape) for W in factors], factors[0].dtype
+    ([(5, 8, 4), (5, 8, 8), (5, 2, 8)], torch.float64)
     """
     dims = _check_dims(dims)
     N = len(dims) - 1
@@ -271,7 +330,17 @@ def identity_factors(
 ) -> list[Tensor]:
     """Identity-scaled factors ``W_j = scale^{1/N} I_{d_j x d_{j-1}}`` (rectangular identity), so ``W_{N:1} = scale I``
     when all widths are equal. Balanced exactly when all widths are equal (chapter *Implicit bias*, diagonal
-    networks). ``scale > 0``, or a tensor of scales of shape ``batch_shape`` (one per run)."""
+    networks). ``scale > 0``, or a tensor of scales of shape ``batch_shape`` (one per run).
+
+    The diagonal networks of :prf:ref:`ib-prop-diagonal`.
+
+    Examples
+    --------
+    >>> import lnn
+    >>> factors = lnn.identity_factors([3, 3, 3], scale=4.0)
+    >>> lnn.end_to_end(factors).diagonal().tolist()
+    [4.0, 4.0, 4.0]
+    """
     dims = _check_dims(dims)
     N = len(dims) - 1
     dtype = DEFAULT_DTYPE if dtype is None else dtype
@@ -293,7 +362,17 @@ def orthogonal_factors(
     device: torch.device | str | None = None,
 ) -> list[Tensor]:
     """Random (semi-)orthogonal factors times ``scale^{1/N}``: ``W_j = scale^{1/N} Q_j`` with ``Q_j`` having
-    orthonormal rows or columns (QR of a Gaussian matrix, signs fixed so the law is Haar)."""
+    orthonormal rows or columns (QR of a Gaussian matrix, signs fixed so the law is Haar).
+
+    An alternative initialization, :ref:`opt-initialization`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W1, W2 = lnn.orthogonal_factors([3, 5, 3], generator=torch.Generator().manual_seed(0))
+    >>> torch.allclose(W1.T @ W1, torch.eye(3, dtype=torch.float64))
+    True
+    """
     dims = _check_dims(dims)
     N = len(dims) - 1
     dtype, device = _resolve(dtype, device, generator)

@@ -20,7 +20,10 @@ PALETTE: list[str] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#5
 
 def use_book_style() -> None:
     """Set matplotlib defaults for the book: white opaque figures (readable in dark mode), the Okabe-Ito
-    cycle, a grid, and a size that fits the page."""
+    cycle, a grid, and a size that fits the page.
+
+    The style of every figure in :doc:`/book/01_preliminaries` and after.
+    """
     mpl.rcParams.update(
         {
             "figure.figsize": (6.4, 3.6),
@@ -44,13 +47,25 @@ def use_book_style() -> None:
 
 
 def depth_colors(depths: Sequence[int]) -> dict[int, str]:
-    """One palette colour per depth, stable across the chapters' figures."""
+    """One palette colour per depth, stable across the chapters' figures.
+
+    One colour per depth, as in :doc:`/book/02_optimization`.
+
+    Examples
+    --------
+    >>> from lnn.plotting import depth_colors
+    >>> sorted(depth_colors([1, 2, 3]))
+    [1, 2, 3]
+    """
     return {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(depths)}
 
 
 def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (2.6, 2.2), sharey: bool = False):
     """A figure with ``n`` panels in rows of ``ncols``; returns ``(fig, axes)`` with ``axes`` a flat list of the
-    ``n`` used panels (the rest are hidden). Used for the static counterparts of the widget explorers."""
+    ``n`` used panels (the rest are hidden). Used for the static counterparts of the widget explorers.
+
+    The panels of :doc:`/book/03_implicit_bias`.
+    """
     nrows = math.ceil(n / ncols)
     cols = min(n, ncols)
     fig, axes = plt.subplots(nrows, cols, figsize=(size[0] * cols, size[1] * nrows), sharey=sharey, squeeze=False)

@@ -55,6 +55,8 @@ def lp_regression_minimum(
     once the Newton decrement ``g^T H^+ g / 2`` falls below ``tol * max(ell, tiny)``. Chapter *Optimization* uses
     ``ell*`` to normalize the optimality gap in the acceleration-by-depth experiment.
 
+    The reference minimum of :ref:`opt-acceleration`.
+
     Parameters
     ----------
     X
@@ -125,6 +127,15 @@ def relative_excess_loss(losses: Tensor, loss_star: Tensor | float) -> Tensor:
     ``losses`` has shape ``(steps + 1, *batch)`` as in :attr:`lnn.Trajectory.losses`; each run is normalized by its
     own initial gap, so runs started at different points are compared by the fraction of the gap they closed
     (chapter *Optimization*).
+
+    The measure of :ref:`opt-acceleration`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.regression import relative_excess_loss
+    >>> relative_excess_loss(torch.tensor([3.0, 2.0, 1.5]), 1.0).tolist()
+    [1.0, 0.5, 0.25]
     """
     if not isinstance(losses, Tensor) or losses.ndim < 1:
         raise ValueError("losses must be a tensor of shape (steps + 1, *batch)")
@@ -145,6 +156,15 @@ def iterations_to_target(
     stability) is charged for the spike. The metric of the acceleration-by-depth table in chapter *Optimization*
     (after Arora, Cohen and Hazan 2018). Non-finite losses (runs frozen by :class:`DivergenceGuard`) never count
     as reaching the target.
+
+    The count of :ref:`opt-acceleration`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.regression import iterations_to_target
+    >>> int(iterations_to_target(torch.tensor([3.0, 2.0, 1.5, 1.1]), 1.0, target=0.2))
+    3
     """
     check_positive(target, "target")
     rel = relative_excess_loss(losses, loss_star)
@@ -166,6 +186,8 @@ def best_over_step_sizes(iterations: Tensor, step_sizes: Tensor | Sequence[float
     reached the target (then ``best_step_size`` is NaN); ``at_edge`` is True where the best step size is the
     smallest or the largest of the grid, a sign that the grid should be widened before trusting the comparison.
     Ties go to the smaller step size. Chapter *Optimization* tunes the step size per depth this way.
+
+    The tuning of :ref:`opt-acceleration`.
     """
     if not isinstance(iterations, Tensor):
         raise ValueError("iterations must be a tensor (as returned by iterations_to_target)")

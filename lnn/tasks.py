@@ -71,6 +71,15 @@ class Objective:
     The objective is the checked interface between the data and the parameters: its constructor checks the data
     (tensors of one floating dtype and device, finite), and :meth:`check_input` checks a ``W`` against it (shape,
     dtype, device), which :func:`lnn.gradient_descent` does once before the first step.
+
+    The loss ell of the overparameterized objective, :prf:ref:`prelim-def-lnn`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> loss = lnn.LpRegression(torch.eye(2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64))
+    >>> isinstance(loss, lnn.Objective), loss.target_shape
+    (True, (1, 2))
     """
 
     target_shape: tuple[int, ...]
@@ -120,6 +129,16 @@ class LpRegression(Objective):
     with ``c = 1/(m d_out)`` for ``reduction="mean"`` (the mean of ``|r|^p / p``, chapter *Optimization*,
     acceleration by depth) and ``c = 1`` for ``"sum"``; ``"half_sum"`` gives ``c = 1/2`` (then
     ``(1/(2p)) sum |r|^p``). Rows of ``X`` (``m x d_in``) and ``Y`` (``m x d_out``) are examples.
+
+    The task of :ref:`opt-acceleration`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> X, Y = torch.eye(2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+    >>> value, G = lnn.LpRegression(X, Y, p=2, reduction="sum").value_and_grad(torch.zeros(1, 2, dtype=torch.float64))
+    >>> float(value), G.tolist()
+    (1.0, [[-1.0, -1.0]])
     """
 
     def __init__(self, X: Tensor, Y: Tensor, p: float = 2.0, reduction: str = "mean"):
@@ -167,7 +186,18 @@ class LpRegression(Objective):
 
 class MatrixSensing(Objective):
     """Matrix sensing ``ell(W) = c * sum_i (<A_i, W> - y_i)^2`` with measurement matrices ``A`` of shape
-    ``(m, d_out, d_in)`` and ``c`` given by ``reduction`` (chapter *Implicit bias*)."""
+    ``(m, d_out, d_in)`` and ``c`` given by ``reduction`` (chapter *Implicit bias*).
+
+    Defined in :prf:ref:`ib-def-dmf`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> A = torch.eye(4, dtype=torch.float64).reshape(4, 2, 2)  # the four entries of a 2 x 2 matrix
+    >>> sensing = lnn.MatrixSensing(A, torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64))
+    >>> float(sensing(torch.eye(2, dtype=torch.float64)))
+    0.0
+    """
 
     def __init__(self, A: Tensor, y: Tensor, reduction: str = "mean"):
         check_floating(A, "A")
@@ -201,7 +231,17 @@ class MatrixSensing(Objective):
 def diagonal_sensing(a: Tensor, y: Tensor, reduction: str = "mean") -> MatrixSensing:
     """Sensing with diagonal measurement matrices ``A_i = diag(a_i)`` (``a`` of shape ``(m, n)``): they commute, so
     gradient descent from a diagonal initialization stays diagonal and the end-to-end diagonal ``x`` obeys the
-    diagonal-network dynamics of chapter *Implicit bias* (nuclear norm = l1 norm on ``x >= 0``)."""
+    diagonal-network dynamics of chapter *Implicit bias* (nuclear norm = l1 norm on ``x >= 0``).
+
+    The reduction of :prf:ref:`ib-prop-diagonal`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> task = lnn.diagonal_sensing(torch.ones(3, 2, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    >>> task.target_shape
+    (2, 2)
+    """
     check_floating(a, "a")
     if a.ndim != 2:
         raise ValueError(f"a must have shape (m, n), got {tuple(a.shape)}")
@@ -213,6 +253,16 @@ class Completion(Objective):
 
     ``mask`` (bool, shape of ``target``) marks the observed entries ``Omega``; ``reduction="mean"`` divides by
     ``|Omega|``. :meth:`test_error` and :meth:`relative_error` measure the fit on all entries.
+
+    Defined in :prf:ref:`ib-def-dmf` (matrices) and :prf:ref:`ib-def-cp` (tensors).
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> target = torch.arange(4.0, dtype=torch.float64).reshape(2, 2)
+    >>> task = lnn.Completion(target, torch.tensor([[True, False], [False, True]]))
+    >>> task.num_observed, float(task(target)), float(task.test_error(torch.zeros(2, 2, dtype=torch.float64)))
+    (2, 0.0, 3.5)
     """
 
     def __init__(self, target: Tensor, mask: Tensor, reduction: str = "mean"):
@@ -264,7 +314,17 @@ def low_rank_matrix(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """A random rank-``rank`` matrix ``U V^T / sqrt(rank)`` with Gaussian ``U, V``, rescaled to Frobenius norm
-    ``frobenius_norm`` (default ``sqrt(rows * cols)``, i.e. entries of root-mean-square 1, as in Arora et al. 2019)."""
+    ``frobenius_norm`` (default ``sqrt(rows * cols)``, i.e. entries of root-mean-square 1, as in Arora et al. 2019).
+
+    The targets of :prf:ref:`ib-def-dmf`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> M = lnn.low_rank_matrix(6, 5, 2, generator=torch.Generator().manual_seed(0))
+    >>> int(torch.linalg.matrix_rank(M)), round(float(torch.linalg.matrix_norm(M)) ** 2, 6)
+    (2, 30.0)
+    """
     rows, cols = check_int(rows, "rows", 1), check_int(cols, "cols", 1)
     rank = check_int(rank, "rank", 1)
     if not 1 <= rank <= min(rows, cols):
@@ -285,7 +345,16 @@ def random_mask(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """A boolean mask of ``shape`` with exactly ``num_observed`` entries set, chosen uniformly without replacement."""
+    """A boolean mask of ``shape`` with exactly ``num_observed`` entries set, chosen uniformly without replacement.
+
+    The observed entries of :prf:ref:`ib-def-dmf`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> int(lnn.random_mask((4, 5), 7, generator=torch.Generator().manual_seed(0)).sum())
+    7
+    """
     shape = tuple(check_int(s, "every dimension of shape", 1) for s in shape)
     total = math.prod(shape)
     num_observed = check_int(num_observed, "num_observed", 1)
@@ -300,7 +369,16 @@ def random_mask(
 
 
 def singular_value_threshold(M: Tensor, tau: float) -> Tensor:
-    """The proximal operator of ``tau ||.||_*``: ``U diag(max(s - tau, 0)) V^T``."""
+    """The proximal operator of ``tau ||.||_*``: ``U diag(max(s - tau, 0)) V^T``.
+
+    The proximal step behind :prf:ref:`ib-conj-gunasekar`'s baseline.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> lnn.singular_value_threshold(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)), 2.0).diagonal().tolist()
+    [1.0, 0.0]
+    """
     U, S, Vh = torch.linalg.svd(M, full_matrices=False)
     return (U * (S - tau).clamp_min(0).unsqueeze(-2)) @ Vh
 
@@ -321,6 +399,16 @@ def nuclear_norm_completion(
     Returns ``Z``, which is exactly feasible; ``rho`` in ``[0.05, 1]`` converges on the book's problems.
     ``iterations`` is the maximum; with ``tol``, iteration stops once the splitting residual ``||X - Z||_F`` and the
     change of ``Z`` over the iteration are both below ``tol * ||T_Omega||_F`` (checked every 25 iterations).
+
+    The baseline of :prf:ref:`ib-conj-gunasekar`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> target = torch.ones(3, 3, dtype=torch.float64)  # rank one
+    >>> mask = torch.ones(3, 3, dtype=torch.bool); mask[0, 0] = False
+    >>> round(float(lnn.nuclear_norm_completion(target, mask, iterations=500)[0, 0]), 3)
+    1.0
     """
     check_positive(rho, "rho")
     check_nonnegative_int(iterations, "iterations")
@@ -352,12 +440,23 @@ class DivergenceGuard(Objective):
     see exactly the wrapped objective. This lets one batched call sweep a grid of step sizes whose largest members
     diverge (chapter *Optimization*, acceleration by depth; re-exported by :mod:`lnn.regression`); the frozen runs never reach a target.
 
+    Used in :ref:`opt-acceleration`.
+
     Parameters
     ----------
     objective
         Any :class:`lnn.tasks.Objective`.
     ceiling
         A positive loss value that no converging run reaches, e.g. ``1e3`` times the largest initial loss.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> loss = lnn.DivergenceGuard(lambda_loss := lnn.LpRegression(torch.eye(1, dtype=torch.float64),
+    ...                            torch.zeros(1, 1, dtype=torch.float64)), ceiling=1.0)
+    >>> value, G = loss.value_and_grad(torch.full((1, 1), 10.0, dtype=torch.float64))  # loss 50 > ceiling: frozen
+    >>> float(value), float(G.abs().max())
+    (50.0, 0.0)
     """
 
     def __init__(self, objective: Objective, ceiling: float):
@@ -382,6 +481,8 @@ def as_value_and_grad(loss: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tu
     """Wrap a loss as ``W -> (value, nabla ell(W))``: an :class:`Objective` gives its closed-form gradient; any
     other callable is differentiated with autograd (the gradient of the sum of its values, which is each run's own
     gradient since runs are independent).
+
+    The gradient G that every update of :prf:ref:`prelim-lem-gradient` starts from.
 
     Examples
     --------

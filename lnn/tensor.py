@@ -53,7 +53,17 @@ def _letters(order: int) -> tuple[str, str]:
 
 
 def cp_tensor(factors: Sequence[Tensor]) -> Tensor:
-    """``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``."""
+    """``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``.
+
+    Defined in :prf:ref:`ib-def-cp`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> a, b = torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [4.0]])
+    >>> lnn.cp_tensor([a, b]).tolist()  # one component: the outer product
+    [[3.0, 4.0], [6.0, 8.0]]
+    """
     return _cp_tensor(_check_cp(factors))
 
 
@@ -65,7 +75,17 @@ def _cp_tensor(factors: Sequence[Tensor]) -> Tensor:
 
 def cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
     """Gradients of ``ell(cp_tensor(A))`` with respect to each ``A^(n)`` given ``G = nabla ell``:
-    ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``."""
+    ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``.
+
+    The dynamics of :prf:ref:`ib-prop-component`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> a, b = torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [4.0]])
+    >>> [g.flatten().tolist() for g in lnn.cp_factor_gradients([a, b], torch.ones(2, 2))]
+    [[7.0, 7.0], [3.0, 3.0]]
+    """
     factors = _check_cp(factors)
     check_tensor(G, "G")
     check_compatible(G, factors[0], "G", "the CP factors")
@@ -86,7 +106,17 @@ def _cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
 
 
 def cp_component_norms(factors: Sequence[Tensor]) -> Tensor:
-    """``||W_r|| = prod_n ||a_r^(n)||`` for each component ``r``, shape ``(..., R)``."""
+    """``||W_r|| = prod_n ||a_r^(n)||`` for each component ``r``, shape ``(..., R)``.
+
+    The component norms of :prf:ref:`ib-prop-component`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> a, b = torch.tensor([[3.0], [4.0]]), torch.tensor([[1.0], [0.0]])
+    >>> lnn.cp_component_norms([a, b]).tolist()
+    [5.0]
+    """
     factors = _check_cp(factors)
     out = torch.linalg.vector_norm(factors[0], dim=-2)
     for A in factors[1:]:
@@ -105,7 +135,17 @@ def cp_gaussian_factors(
     device: torch.device | str | None = None,
 ) -> list[Tensor]:
     """CP factors with i.i.d. ``N(0, scale^2)`` entries, shapes ``(..., d_n, rank)``, ``scale > 0`` and every
-    ``d_n >= 1``; raises :class:`ValueError` otherwise."""
+    ``d_n >= 1``; raises :class:`ValueError` otherwise.
+
+    The small initialization of :prf:ref:`ib-prop-component`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> factors = lnn.cp_gaussian_factors([3, 4, 5], rank=2, scale=0.1, generator=torch.Generator().manual_seed(0))
+    >>> [tuple(A.shape) for A in factors]
+    [(3, 2), (4, 2), (5, 2)]
+    """
     rank = check_int(rank, "rank", 1)
     scale = check_positive(scale, "scale")
     if isinstance(dims, int) or len(dims) < 1:
@@ -125,13 +165,32 @@ def random_cp_tensor(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """A random tensor of CP rank at most ``rank`` (Gaussian factors), rescaled to Frobenius norm ``norm``."""
+    """A random tensor of CP rank at most ``rank`` (Gaussian factors), rescaled to Frobenius norm ``norm``.
+
+    The targets of :prf:ref:`ib-def-cp`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> T = lnn.random_cp_tensor([3, 4, 5], rank=2, norm=2.0, generator=torch.Generator().manual_seed(0))
+    >>> tuple(T.shape), round(float(torch.linalg.vector_norm(T)), 6)
+    ((3, 4, 5), 2.0)
+    """
     T = cp_tensor(cp_gaussian_factors(dims, rank, 1.0, generator=generator, dtype=dtype, device=device))
     return T * (norm / torch.linalg.vector_norm(T))
 
 
 def unfold(T: Tensor, mode: int) -> Tensor:
-    """Mode-``mode`` unfolding: a ``d_mode x prod(other dims)`` matrix (no batch dimensions)."""
+    """Mode-``mode`` unfolding: a ``d_mode x prod(other dims)`` matrix (no batch dimensions).
+
+    The matricizations of :prf:ref:`ib-def-cp`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> tuple(lnn.unfold(torch.zeros(3, 4, 5), 1).shape)
+    (4, 15)
+    """
     check_tensor(T, "T")
     if not 0 <= mode < T.ndim:
         raise ValueError(f"mode must be in [0, {T.ndim}), got {mode}")
@@ -141,7 +200,18 @@ def unfold(T: Tensor, mode: int) -> Tensor:
 class CPProduct:
     """The CP parametrization, for :func:`lnn.gradient_descent` and :func:`lnn.gradient_flow`: parameters are the
     factor matrices ``A^(n)`` of shape ``(..., d_n, R)``, :meth:`forward` gives the tensor :func:`cp_tensor` and
-    :meth:`direction` the gradients :func:`cp_factor_gradients` (chapter *Implicit bias*, tensor part)."""
+    :meth:`direction` the gradients :func:`cp_factor_gradients` (chapter *Implicit bias*, tensor part).
+
+    Defined in :prf:ref:`ib-def-cp`; its dynamics in :prf:ref:`ib-prop-component`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> factors = lnn.cp_gaussian_factors([3, 3, 3], rank=2, scale=0.5, generator=torch.Generator().manual_seed(0))
+    >>> T, _ = lnn.CPProduct().forward(factors)
+    >>> torch.equal(T, lnn.cp_tensor(factors))
+    True
+    """
 
     def check(self, params: list[Tensor]) -> tuple[int, ...]:
         """Check that the factors share ``R``, dtype, device and batch shape; return the batch shape."""

@@ -58,6 +58,15 @@ def preconditioned_gradient(W: Tensor, G: Tensor, depth: int) -> Tensor:
     (chapter *Optimization*). Fractional powers come from the thin SVD of ``W``, never from ``eigh``.
     Batch dimensions are supported. Raises :class:`TypeError` when ``W`` and ``G`` differ in dtype or device and
     :class:`ValueError` for shapes that differ or NaN/inf entries.
+
+    Derived in :prf:ref:`thm-opt-end-to-end`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
+    >>> lnn.preconditioned_gradient(W, torch.eye(2, dtype=torch.float64), depth=2).diagonal().tolist()
+    [8.0, 2.0]
     """
     check_matrix(W, "W")
     check_matrix(G, "G")
@@ -86,6 +95,16 @@ def preconditioner_matrix(W: Tensor, depth: int) -> Tensor:
 
     so that ``vec(P_W(G)) = P_W vec(G)``. Symmetric positive semi-definite (chapter *Optimization*). For small sizes
     only (unbatched).
+
+    Derived in :prf:ref:`prop-opt-spectrum`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W = torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=torch.float64)
+    >>> P = lnn.preconditioner_matrix(W, depth=3)
+    >>> torch.allclose(torch.linalg.eigvalsh(P), lnn.preconditioner_eigenvalues(W, depth=3))
+    True
     """
     check_matrix(W, "W")
     if W.ndim != 2:
@@ -105,6 +124,14 @@ def preconditioner_eigenvalues(W: Tensor, depth: int) -> Tensor:
 
     for ``r <= d_N``, ``r' <= d_0``, singular values padded with zeros beyond the rank and ``0^0 = 1``. The
     eigenvector of ``lambda_{r,r'}`` is ``vec(u_r v_{r'}^T)``; on the diagonal ``lambda_{r,r} = N sigma_r^{2-2/N}``.
+
+    Derived in :prf:ref:`prop-opt-spectrum`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> lnn.preconditioner_eigenvalues(torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64)), depth=2).tolist()
+    [2.0, 5.0, 5.0, 8.0]
     """
     check_matrix(W, "W")
     N = check_depth(depth)
@@ -128,6 +155,16 @@ def end_to_end_field(loss: Callable[[Tensor], Tensor], depth: int) -> Callable[[
     """The vector field ``F(W) = -P_W(nabla ell(W))`` of the end-to-end flow (chapter *Optimization*).
 
     ``loss`` is an :class:`lnn.tasks.Objective` or any differentiable callable of ``W``.
+
+    The field of :prf:ref:`thm-opt-end-to-end`; it is not a gradient field, :prf:ref:`thm-opt-no-regularizer`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> loss = lambda W: 0.5 * ((W - 1.0) ** 2).sum((-2, -1))
+    >>> field = lnn.end_to_end_field(loss, depth=2)
+    >>> field(torch.full((1, 1), 4.0, dtype=torch.float64)).item()
+    -24.0
     """
     N = check_depth(depth)
     value_and_grad = as_value_and_grad(loss)
@@ -143,7 +180,17 @@ class EndToEndRule:
     """The end-to-end parametrization, for :func:`lnn.gradient_descent` and :func:`lnn.gradient_flow`: one matrix
     ``W`` moved along ``P_W(G)``, the rule ``W <- W - lr P_W(nabla ell)`` that the end-to-end matrix of a
     depth-``N`` network follows under balanced initialization (:func:`preconditioned_gradient`; chapter
-    *Optimization*)."""
+    *Optimization*).
+
+    Derived in :prf:ref:`thm-opt-end-to-end`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W = torch.full((1, 1), 4.0, dtype=torch.float64)
+    >>> lnn.EndToEndRule(depth=2).direction([W], None, torch.ones(1, 1, dtype=torch.float64))[0].item()
+    8.0
+    """
 
     depth: int
 
@@ -177,6 +224,15 @@ def scalar_output_velocity(w: Tensor, grad: Tensor, depth: int) -> Tensor:
     the direction already travelled, like momentum (chapter *Optimization*). ``w`` has shape ``(..., d)``.
     At ``w = 0`` with ``N >= 2`` the velocity is its limit, ``0`` (the projection is bounded by ``||grad||`` and
     the factor ``||w||^{2-2/N}`` vanishes).
+
+    Derived in :prf:ref:`cor-opt-scalar`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> w, grad = torch.tensor([2.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64)
+    >>> lnn.scalar_output_velocity(w, grad, depth=2).tolist()
+    [-4.0, -2.0]
     """
     N = check_depth(depth)
     check_floating(w, "w")
@@ -199,6 +255,15 @@ def singular_value_velocity(W: Tensor, G: Tensor, depth: int) -> Tensor:
 
     for the thin SVD of ``W`` (chapter *Optimization*). Returns ``(..., min(d_N, d_0))`` in the order of
     ``torch.linalg.svd`` (descending singular values).
+
+    Derived in :prf:ref:`thm-opt-singular`; used again in :prf:ref:`ib-thm-sv`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> W = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
+    >>> lnn.singular_value_velocity(W, -torch.eye(2, dtype=torch.float64), depth=2).tolist()
+    [8.0, 2.0]
     """
     check_matrix(W, "W")
     check_matrix(G, "G")
@@ -219,6 +284,14 @@ def singular_value_closed_form(sigma0: Tensor | float, g: Tensor | float, depth:
       time ``t* = sigma_0^{-(N-2)/N} / ((N-2) g)`` on (see :func:`blowup_time`).
 
     ``g = -<nabla ell, u v^T>``; arguments broadcast.
+
+    Derived in :prf:ref:`ib-prop-closed-form`.
+
+    Examples
+    --------
+    >>> import lnn
+    >>> round(float(lnn.singular_value_closed_form(1.0, 1.0, depth=3, t=0.5)), 6)
+    8.0
     """
     N = check_depth(depth)
     sigma0, g, t = (torch.as_tensor(x, dtype=torch.float64) if not isinstance(x, Tensor) else x for x in (sigma0, g, t))
@@ -232,7 +305,16 @@ def singular_value_closed_form(sigma0: Tensor | float, g: Tensor | float, depth:
 
 def blowup_time(sigma0: Tensor | float, g: Tensor | float, depth: int) -> Tensor:
     """Finite escape time ``t* = sigma_0^{-(N-2)/N} / ((N-2) g)`` of the singular-value ODE for ``N >= 3`` and
-    ``g > 0`` (chapter *Implicit bias*); ``inf`` for ``N <= 2`` or ``g <= 0``."""
+    ``g > 0`` (chapter *Implicit bias*); ``inf`` for ``N <= 2`` or ``g <= 0``.
+
+    Derived in :prf:ref:`ib-prop-closed-form`.
+
+    Examples
+    --------
+    >>> import lnn
+    >>> float(lnn.blowup_time(1.0, 1.0, depth=3)), float(lnn.blowup_time(1.0, 1.0, depth=2))
+    (1.0, inf)
+    """
     N = check_depth(depth)
     sigma0 = torch.as_tensor(sigma0, dtype=torch.float64)
     g = torch.as_tensor(g, dtype=torch.float64)
@@ -252,6 +334,15 @@ def linear_convergence_bound(
 
     with ``kappa = N`` when ``W`` is square (``d_0 = d_N``) and ``kappa = 1`` otherwise. Proof:
     ``d ell/dt = -vec(nabla ell)^T P_W vec(nabla ell) <= -2 lambda_min(P_W) ell`` and ``sigma_min(W(t)) >= c``.
+
+    Derived in :prf:ref:`thm-opt-linear`.
+
+    Examples
+    --------
+    >>> import math, lnn
+    >>> bound = lnn.linear_convergence_bound(1.0, margin=1.0, depth=2, t=1.0)
+    >>> math.isclose(float(bound), math.exp(-4.0))
+    True
     """
     N = check_depth(depth)
     check_positive(margin, "margin")
@@ -272,7 +363,19 @@ def loop_integral(
     ``W(theta) = center + radius (cos theta E_1 + sin theta E_2)``, by the midpoint rule with ``segments`` pieces
     (error ``O(segments^-2)``). ``field`` must accept a batch of points (leading dimension), as
     :func:`end_to_end_field` does. It vanishes for every loop iff ``F`` is a gradient field, so a nonzero value shows
-    that no regularizer produces ``F`` (Arora, Cohen, Hazan 2018, Theorem 2; chapter *Optimization*)."""
+    that no regularizer produces ``F`` (Arora, Cohen, Hazan 2018, Theorem 2; chapter *Optimization*).
+
+    The test of :prf:ref:`thm-opt-no-regularizer`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> E1 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    >>> E2 = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    >>> gradient_field = lambda W: -W  # minus the gradient of ||W||^2 / 2: no circulation
+    >>> abs(lnn.loop_integral(gradient_field, 0 * E1, E1, E2, radius=1.0, segments=100)) < 1e-12
+    True
+    """
     check_positive(radius, "radius")
     segments = check_int(segments, "segments", 3)
     if not callable(field):
@@ -295,7 +398,18 @@ def loop_integral(
 def objective_hessian(factors: Sequence[Tensor], loss: Callable[[Tensor], Tensor]) -> Tensor:
     """Hessian of ``phi(W_1..W_N) = ell(W_{N:1})`` with respect to all factor entries, flattened in the order
     ``W_1, ..., W_N`` (row-major). Used to classify the critical point at the origin (chapter *Preliminaries*):
-    a strict saddle for ``N = 2``, a vanishing Hessian for ``N >= 3``. Small sizes only."""
+    a strict saddle for ``N = 2``, a vanishing Hessian for ``N >= 3``. Small sizes only.
+
+    Used in :prf:ref:`prelim-prop-saddle`.
+
+    Examples
+    --------
+    >>> import torch, lnn
+    >>> zeros = [torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)]
+    >>> H = lnn.objective_hessian(zeros, lambda W: 0.5 * ((W - 1.0) ** 2).sum())
+    >>> torch.linalg.eigvalsh(H).tolist()  # a strict saddle at depth 2
+    [-1.0, 1.0]
+    """
     factors = check_factors(factors)
     shapes = [W.shape for W in factors]
     sizes = [W.numel() for W in factors]
