@@ -231,7 +231,8 @@ def kernel_regression_gd(
 
     The product ``K^{-1}(I - A_t) = sum_i (1 - (1 - eta lambda_i)^t) / lambda_i  u_i u_i^T`` is taken in the
     eigenbasis, so no inverse is formed (its limit ``t eta`` serves ``lambda_i = 0``). ``eta`` follows
-    ``reduction`` as in :func:`kernel_gd_residuals`.
+    ``reduction`` as in :func:`kernel_gd_residuals`. A step size beyond the stability limit, ``eta > 2 /
+    lambda_max``, raises :class:`FloatingPointError`, as :func:`lnn.gradient_descent` does for a diverging run.
 
     Parameters
     ----------
@@ -261,6 +262,13 @@ def kernel_regression_gd(
     lam, U = torch.linalg.eigh(K) if eigh is None else eigh
     if lam.shape != (n,) or U.shape != (n, n):
         raise ValueError(f"eigh must be (eigenvalues ({n},), eigenvectors ({n}, {n}))")
+    lam_max = float(lam.max())
+    if eta * lam_max > 2:
+        raise FloatingPointError(
+            f"gradient descent diverges: the effective step size {eta:.4g} exceeds 2 / lambda_max = "
+            f"{2 / lam_max:.4g} of K_train, so the residual along the top eigenvector grows as |1 - eta lambda|^t "
+            f"= {abs(1 - eta * lam_max):.4g}^t; lower lr (kernel_gd_residuals shows the divergence itself)"
+        )
     coef = U.T @ (f0 - y)
     decay = _decay(lam, eta, t)
     f_train = y[None, :] + (decay * coef[None, :]) @ U.T

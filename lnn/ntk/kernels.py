@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from .networks import ELEMENTWISE_ACTIVATIONS, flat_modules, is_dense_network, mlp  # noqa: F401 (mlp: doctests)
+from .networks import ELEMENTWISE_ACTIVATIONS, flat_modules, lenet, mlp  # noqa: F401 (mlp, lenet: doctests)
 
-__all__ = ["empirical_ntk", "parameter_jacobian"]
+__all__ = ["empirical_ntk", "parameter_jacobian", "layerwise_modules", "PER_EXAMPLE_MAPS"]
 
 # Blocks of the Gram matrix hold at most this many entries (float64: 32 MiB) per intermediate.
 _MAX_BLOCK_ELEMENTS = 1 << 22
@@ -44,16 +44,24 @@ def _check_inputs(model: nn.Module, x1: Tensor, x2: Tensor | None) -> tuple[Tens
             raise ValueError(f"{name} must have shape (n, *input_shape) with a leading batch dimension, got {tuple(x.shape)}")
         if x.dtype != dtype:
             raise ValueError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}: convert one of them")
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} contains {bad} NaN or infinite entries: the kernel would be NaN")
     if x1.shape[1:] != x2.shape[1:]:
         raise ValueError(f"x1 and x2 must share the input shape, got {tuple(x1.shape)} and {tuple(x2.shape)}")
     return x1, x2
 
 
-def _check_dense_input(modules: list[nn.Module], x: Tensor) -> None:
-    first = next(m for m in modules if isinstance(m, nn.Linear))
+def _check_layerwise_input(modules: list[nn.Module], x: Tensor) -> None:
+    first = next(m for m in modules if any(True for _ in m.parameters()))
+    if not isinstance(first, nn.Linear):
+        return  # the forward pass reports a mismatch
+    before = modules[: modules.index(first)]
     flat = math.prod(x.shape[1:])
-    has_flatten = any(isinstance(m, nn.Flatten) for m in modules)
-    if (x.ndim != 2 and not has_flatten) or flat != first.in_features:
+    reshaped = any(isinstance(m, nn.Flatten | nn.Unflatten) for m in before)
+    if (x.ndim != 2 and not reshaped) or (not reshaped and flat != first.in_features) or (
+        all(isinstance(m, nn.Flatten) for m in before) and before and flat != first.in_features
+    ):
         raise ValueError(
             f"inputs of shape {tuple(x.shape)} do not fit the first linear layer ({first.in_features} input features)"
         )
@@ -68,82 +76,199 @@ def _chunk(chunk_size: int | None, other: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Dense networks: activations and backpropagated sensitivities, layer by layer
+# Layer by layer: inputs and backpropagated sensitivities of each parametrized layer, no Jacobian
 # ----------------------------------------------------------------------------------------------------------------
 
+#: Parameter-free modules that act on each example separately, through which the layer-wise path backpropagates.
+PER_EXAMPLE_MAPS: tuple[type[nn.Module], ...] = ELEMENTWISE_ACTIVATIONS + (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+)
+_BATCH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
-@torch.no_grad()
-def _dense_features(modules: list[nn.Module], x: Tensor) -> tuple[list[Tensor], list[Tensor], list[nn.Linear]]:
-    """For each linear layer ``z = W a + b`` of a dense network: the inputs ``a`` (n, d_in) and the sensitivities
-    ``delta = d f / d z`` (n, d_out), by one forward and one backward pass done by hand.
 
-    The derivative of the activations between two linear layers is taken entry by entry with autograd (exact for
-    any elementwise function, in the model's dtype)."""
-    linears: list[nn.Linear] = []
-    acts: list[Tensor] = []
-    slopes: list[Tensor | None] = []  # derivative of the activation chain after each linear layer
-    h = x
-    pending: list[nn.Module] = []  # activations since the last linear layer
+def _is_unfoldable_conv(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d
+        and m.groups == 1
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+    )
 
-    def close_chain(z: Tensor) -> tuple[Tensor, Tensor | None]:
-        if not pending:
-            return z, None
-        with torch.enable_grad():
-            zz = z.detach().requires_grad_(True)
-            out = zz
-            for m in pending:
-                out = m(out)
-            (slope,) = torch.autograd.grad(out, zz, torch.ones_like(out))
-        return out.detach(), slope
 
-    z: Tensor | None = None
+def layerwise_modules(model: nn.Module) -> list[nn.Module] | None:
+    """The modules of ``model`` in call order when :func:`empirical_ntk` can take its layer-wise path, else None.
+
+    That path needs a (nested) ``nn.Sequential`` whose parameter-free modules are known per-example maps
+    (:data:`PER_EXAMPLE_MAPS`: elementwise activations, pooling, flatten/unflatten, dropout in ``eval()`` mode) and
+    whose layers are each used once. Dense (``nn.Linear``) and convolutional (``nn.Conv2d``, zero padding, one
+    group) layers get closed forms; any other layer with parameters (not a batch-statistics layer in training
+    mode) gets its own per-example Jacobian by ``torch.func.vjp``, the fallback for that layer only."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    modules = flat_modules(model)
+    if not modules:
+        return None
+    seen: set[int] = set()
+    has_params = False
     for m in modules:
-        if isinstance(m, nn.Linear):
-            if z is not None:
-                h, slope = close_chain(z)
-                slopes.append(slope)
-            elif pending:  # activations (or Flatten) before the first linear layer act on the input
-                for p in pending:
-                    h = p(h)
-            pending = []
-            linears.append(m)
-            acts.append(h)
-            z = m(h)
-        else:
-            pending.append(m)
-    # the network ends with a linear layer (checked by is_dense_network)
-    deltas: list[Tensor] = [None] * len(linears)  # type: ignore[list-item]
-    delta = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
-    for k in range(len(linears) - 1, -1, -1):
-        deltas[k] = delta
-        if k > 0:
-            delta = delta @ linears[k].weight
-            slope = slopes[k - 1]
-            if slope is not None:
-                delta = delta * slope
-    return acts, deltas, linears
+        params = list(m.parameters())
+        if any(id(p) in seen for p in params) or id(m) in seen:
+            return None  # a layer used twice shares parameters: its Jacobian is a sum, use the generic route
+        seen.add(id(m))
+        seen.update(id(p) for p in params)
+        if params:
+            has_params = True
+            if isinstance(m, _BATCH_STATISTICS) and m.training:
+                return None
+        elif isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.AlphaDropout):
+            if m.training and m.p > 0:
+                return None
+        elif not isinstance(m, PER_EXAMPLE_MAPS) or any(True for _ in m.buffers()):
+            return None
+    return modules if has_params else None
 
 
-def _with_ones(a: Tensor, bias: bool) -> Tensor:
-    return torch.cat([a, torch.ones_like(a[:, :1])], dim=1) if bias else a
+def _layer_forward(m: nn.Module, h: Tensor) -> Tensor:
+    """``m(h)`` with the layer's parameters detached (sensitivities only flow through activations)."""
+    if isinstance(m, nn.Linear):
+        return nn.functional.linear(h, m.weight.detach(), None if m.bias is None else m.bias.detach())
+    if isinstance(m, nn.Conv2d):
+        return m._conv_forward(h, m.weight.detach(), None if m.bias is None else m.bias.detach())
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    return functional_call(m, params, (h,))
 
 
-def _structured_ntk(modules: list[nn.Module], x1: Tensor, x2: Tensor | None, chunk_size: int | None) -> Tensor:
-    acts1, deltas1, linears = _dense_features(modules, x1)
-    if x2 is None:
-        acts2, deltas2 = acts1, deltas1
+def _layer_inputs_and_sensitivities(modules: list[nn.Module], x: Tensor) -> tuple[list, list[Tensor], list[Tensor]]:
+    """For each layer with parameters: the layer, its input ``a`` (n, ...) and the sensitivity
+    ``delta = d f / d z`` (n, *z.shape[1:]) of the scalar output to the layer's output ``z``, from one forward and
+    one backward pass over the batch (valid because every module acts on each example separately)."""
+    layers, inputs, outputs = [], [], []
+    with torch.enable_grad():
+        h = x.detach()
+        for m in modules:
+            if any(True for _ in m.parameters()):
+                layers.append(m)
+                inputs.append(h.detach())
+                z = _layer_forward(m, h)
+                if not z.requires_grad:
+                    z.requires_grad_(True)  # the first layer: a leaf of the backward pass
+                outputs.append(z)
+                h = z
+            else:
+                h = m(h)
+        if h.numel() != x.shape[0]:
+            raise ValueError(f"empirical NTK tools need a scalar-output model; model(x) gave {h.numel() // max(x.shape[0], 1)} outputs")
+        deltas = torch.autograd.grad(h, outputs, torch.ones_like(h))
+    return layers, inputs, [d.detach() for d in deltas]
+
+
+def _conv_patches(m: nn.Conv2d, a: Tensor) -> Tensor:
+    """The input patches of a 2-D convolution, shape (n, C_in * kh * kw, positions)."""
+    return nn.functional.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+
+
+def _layer_gradients(m: nn.Module, a: Tensor, delta: Tensor) -> dict[int, Tensor]:
+    """The per-example gradient of each parameter of layer ``m``, flattened: ``{id(param): (n, numel)}``.
+
+    Dense: ``dW = delta a^T``, ``db = delta``. Convolution: the weight gradient is a sum over output positions of
+    outer products, ``dW = sum_p delta[:, p] u_p^T`` with the input patches ``u_p`` (one batched product), and
+    ``db = sum_p delta[:, p]``. Other layers: a VJP per example (``torch.func``)."""
+    n = a.shape[0]
+    if isinstance(m, nn.Linear):
+        a2, d2 = a.reshape(-1, a.shape[-1]), delta.reshape(-1, delta.shape[-1])
+        if a.ndim == 2:
+            out = {id(m.weight): (d2[:, :, None] * a2[:, None, :]).reshape(n, -1)}
+        else:  # a linear layer on (n, ..., d_in): sum over the extra positions
+            a3, d3 = a.reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, delta.shape[-1])
+            out = {id(m.weight): torch.bmm(d3.transpose(1, 2), a3).reshape(n, -1)}
+        if m.bias is not None:
+            out[id(m.bias)] = delta.reshape(n, -1, delta.shape[-1]).sum(1)
+        return out
+    if _is_unfoldable_conv(m):
+        U = _conv_patches(m, a)  # (n, D, P)
+        D = delta.reshape(n, delta.shape[1], -1)  # (n, C_out, P)
+        out = {id(m.weight): torch.bmm(D, U.transpose(1, 2)).reshape(n, -1)}
+        if m.bias is not None:
+            out[id(m.bias)] = D.sum(2)
+        return out
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    ids = {k: id(v) for k, v in m.named_parameters()}
+
+    def grad_one(ai: Tensor, di: Tensor) -> dict[str, Tensor]:
+        _, pullback = vjp(lambda p: functional_call(m, p, (ai.unsqueeze(0),)), params)
+        return pullback(di.unsqueeze(0))[0]
+
+    grads = vmap(grad_one)(a, delta)
+    return {ids[k]: g.reshape(n, -1) for k, g in grads.items()}
+
+
+def _gram_factors(m: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor] | None:
+    """For a dense or convolutional layer whose per-pair cost is lower in Gram form: ``(U, D)`` of shapes
+    (n, P, d + 1) and (n, P, c) with ``<dW_i, dW_j> + <db_i, db_j> = sum_{p,q} (U_ip . U_jq)(D_ip . D_jq)``
+    (the input patches with a column of ones for the bias, and the sensitivities at the P output positions).
+    None when the explicit per-example gradients are cheaper."""
+    n = a.shape[0]
+    if isinstance(m, nn.Linear):
+        U = a.reshape(n, -1, a.shape[-1])
+        D = delta.reshape(n, -1, delta.shape[-1])
+    elif _is_unfoldable_conv(m):
+        U = _conv_patches(m, a).transpose(1, 2)
+        D = delta.reshape(n, delta.shape[1], -1).transpose(1, 2)
     else:
-        acts2, deltas2, _ = _dense_features(modules, x2)
-    # a layer y = W a + b contributes (a1 a2^T + 1) * (delta1 delta2^T): append a column of ones for the bias
-    a1 = [_with_ones(a, lin.bias is not None) for a, lin in zip(acts1, linears)]
-    a2 = a1 if x2 is None else [_with_ones(a, lin.bias is not None) for a, lin in zip(acts2, linears)]
+        return None
+    P, d, c = U.shape[1], U.shape[2], D.shape[2]
+    bias = m.bias is not None
+    if P * P * (d + bias + c) >= c * (d + bias):  # explicit gradients: c (d + 1) per pair of inputs
+        return None
+    if bias:
+        U = torch.cat([U, torch.ones_like(U[..., :1])], dim=2)
+    return U.contiguous(), D.contiguous()
+
+
+def _layerwise_ntk(modules: list[nn.Module], x1: Tensor, x2: Tensor | None, chunk_size: int | None) -> Tensor:
+    """K = sum over layers of each layer's contribution, from per-layer Gram factors or explicit gradients."""
+    layers, in1, d1 = _layer_inputs_and_sensitivities(modules, x1)
+    if x2 is None:
+        in2, d2 = in1, d1
+    else:
+        _, in2, d2 = _layer_inputs_and_sensitivities(modules, x2)
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
-    step = _chunk(chunk_size, n2)
+    grams1, grams2, explicit1, explicit2 = [], [], [], []
+    for m, a1, e1, a2, e2 in zip(layers, in1, d1, in2, d2):
+        g1 = _gram_factors(m, a1, e1)
+        if g1 is not None:
+            grams1.append(g1)
+            grams2.append(g1 if x2 is None else _gram_factors(m, a2, e2))
+        else:
+            explicit1.extend(_layer_gradients(m, a1, e1).values())
+            if x2 is not None:
+                explicit2.extend(_layer_gradients(m, a2, e2).values())
+    F1 = torch.cat(explicit1, dim=1) if explicit1 else None
+    F2 = F1 if x2 is None else (torch.cat(explicit2, dim=1) if explicit2 else None)
+    widest = max([n2 * U.shape[1] ** 2 for U, _ in grams1] + [n2])
+    step = _chunk(chunk_size, widest)
 
     def rows(s: int, e: int) -> Tensor:
-        block = a1[-1][s:e] @ a2[-1].T  # the output layer has delta = 1
-        for k in range(len(linears) - 1):
-            block.addcmul_(a1[k][s:e] @ a2[k].T, deltas1[k][s:e] @ deltas2[k].T)
+        block = F1[s:e] @ F2.T if F1 is not None else torch.zeros(e - s, n2, dtype=x1.dtype, device=x1.device)
+        for (U1, D1), (U2, D2) in zip(grams1, grams2):
+            if U1.shape[1] == 1:  # dense: (a a'^T + 1) * (delta delta'^T)
+                block.addcmul_(U1[s:e, 0] @ U2[:, 0].T, D1[s:e, 0] @ D2[:, 0].T)
+            else:
+                P = U1.shape[1]
+                uu = U1[s:e].reshape(-1, U1.shape[2]) @ U2.reshape(-1, U2.shape[2]).T
+                dd = D1[s:e].reshape(-1, D1.shape[2]) @ D2.reshape(-1, D2.shape[2]).T
+                block += (uu * dd).reshape(e - s, P, n2, P).sum((1, 3))
         return block
 
     if step >= n1:
@@ -154,14 +279,11 @@ def _structured_ntk(modules: list[nn.Module], x1: Tensor, x2: Tensor | None, chu
     return K
 
 
-def _structured_jacobian(modules: list[nn.Module], model: nn.Module, x: Tensor) -> Tensor:
-    acts, deltas, linears = _dense_features(modules, x)
-    n = x.shape[0]
+def _layerwise_jacobian(modules: list[nn.Module], model: nn.Module, x: Tensor) -> Tensor:
+    layers, inputs, deltas = _layer_inputs_and_sensitivities(modules, x)
     pieces: dict[int, Tensor] = {}
-    for a, d, lin in zip(acts, deltas, linears):
-        pieces[id(lin.weight)] = (d[:, :, None] * a[:, None, :]).reshape(n, -1)
-        if lin.bias is not None:
-            pieces[id(lin.bias)] = d
+    for m, a, d in zip(layers, inputs, deltas):
+        pieces.update(_layer_gradients(m, a, d))
     return torch.cat([pieces[id(p)] for p in model.parameters()], dim=1)
 
 
@@ -259,15 +381,26 @@ def empirical_ntk(
 
     over all parameters of ``model`` at their current values (Jacot et al. 2018).
 
-    For a dense network (:func:`is_dense_network`) the Jacobian is never formed. A layer ``z = W a + b`` contributes
+    For a (nested) ``nn.Sequential`` of known layers (:func:`layerwise_modules`: dense, convolutional, pooling,
+    elementwise activations; the chapter's :func:`mlp` and :func:`lenet`) the full Jacobian is never formed. One
+    forward and one backward pass give, for each layer with parameters, its input ``a(x)`` and the sensitivity
+    ``delta(x) = d f(x) / d z`` of the output to the layer's output ``z``. A dense layer ``z = W a + b`` has
+    ``d f / d W = delta a^T``, so it contributes
 
-    .. math:: \\big(a(x) a(x')^\\top + 1\\big)\\,\\big(\\delta(x)^\\top \\delta(x')\\big),
-              \\qquad \\delta(x) = \\partial f(x) / \\partial z,
+    .. math:: \\big(a(x)^\\top a(x') + 1\\big)\\,\\big(\\delta(x)^\\top \\delta(x')\\big),
 
-    since ``d f / d W = delta a^T`` (the ``+ 1`` is the bias), so ``K`` is a sum over layers of elementwise
-    products of small Gram matrices, computed from one forward and one backward pass per input set. For other
-    architectures ``method="jacobian"`` contracts per-example Jacobians (``vmap(jacrev)``) and ``"ntk_vp"`` uses
-    NTK-vector products, both from :mod:`torch.func` (Novak et al. 2022). All methods are exact up to rounding.
+    a product of two small Gram matrices (the ``+ 1`` is the bias). A convolution's weight gradient is a sum over
+    output positions ``p`` of outer products of the sensitivity and the input patch ``u_p(x)`` there,
+    ``d f / d W = sum_p delta_p u_p^T``, so it contributes
+
+    .. math:: \\sum_{p, q} \\big(u_p(x)^\\top u_q(x') + 1\\big)\\,\\big(\\delta_p(x)^\\top \\delta_q(x')\\big),
+
+    a sum of products of per-position Gram matrices. For each layer the cheaper of this Gram form and the
+    explicit per-example gradient (``C_out x C_in k^2`` numbers, one batched product over the unfolded patches)
+    is used; a layer of any other kind gets its per-example gradient from ``torch.func.vjp`` (the fallback for
+    that layer only). For other architectures ``method="jacobian"`` contracts per-example Jacobians
+    (``vmap(jacrev)``) and ``"ntk_vp"`` uses NTK-vector products, both from :mod:`torch.func` (Novak et al. 2022).
+    All methods are exact up to rounding.
 
     Parameters
     ----------
@@ -278,7 +411,8 @@ def empirical_ntk(
     x2 : Tensor, shape (n2, *input_shape), optional
         Second set; ``None`` means ``x1`` (the symmetric Gram matrix, computed with one pass).
     method : {"auto", "structured", "jacobian", "ntk_vp"}
-        ``"auto"`` is ``"structured"`` for dense networks and ``"jacobian"`` otherwise.
+        ``"auto"`` is ``"structured"`` (layer by layer) when :func:`layerwise_modules` accepts the model and
+        ``"jacobian"`` otherwise.
     chunk_size : int, optional
         Rows of ``K`` (or inputs per Jacobian block) computed at once; by default blocks of at most 2**22 entries,
         so memory stays bounded for any ``n``.
@@ -298,17 +432,15 @@ def empirical_ntk(
     x1, x2_ = _check_inputs(model, x1, x2)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    dense = is_dense_network(model)
-    if method == "structured" and not dense:
+    modules = layerwise_modules(model)
+    if method == "structured" and modules is None:
         raise ValueError(
-            "method='structured' needs an nn.Sequential of nn.Linear layers and elementwise activations ending "
-            "in one output; use method='jacobian' or 'ntk_vp'"
+            "method='structured' needs an nn.Sequential of layers used once, with parameter-free modules that act "
+            "on each example (activations, pooling, flatten; see layerwise_modules); use method='jacobian' or 'ntk_vp'"
         )
-    if method in ("auto", "structured") and dense:
-        modules = flat_modules(model)
-        assert modules is not None
-        _check_dense_input(modules, x1)
-        return _structured_ntk(modules, x1, x2, chunk_size)
+    if method in ("auto", "structured") and modules is not None:
+        _check_layerwise_input(modules, x1)
+        return _layerwise_ntk(modules, x1, x2, chunk_size)
     if method == "ntk_vp":
         return _ntk_vp(model, x1, x2_, chunk_size).detach()
     return _jacobian_contraction(model, x1, x2, chunk_size).detach()
@@ -319,13 +451,13 @@ def parameter_jacobian(model: nn.Module, x: Tensor, *, chunk_size: int | None = 
     columns ordered as ``torch.cat([p.flatten() for p in model.parameters()])`` (chapter *Linearized networks*).
 
     With it the linearization is linear regression on fixed features, ``f_lin(X) = f(X; theta_0) + J (theta -
-    theta_0)``, and ``K = J J^T``. Dense networks use the layer-wise form ``d f / d W = delta a^T``; other models
+    theta_0)``, and ``K = J J^T``. Networks accepted by :func:`layerwise_modules` use the layer-wise forms
+    (``d f / d W = delta a^T`` for a dense layer, a sum over positions for a convolution); other models
     ``vmap(jacrev)`` in chunks of ``chunk_size`` inputs. Memory is ``n * P`` entries.
     """
     x, _ = _check_inputs(model, x, None)
-    if is_dense_network(model):
-        modules = flat_modules(model)
-        assert modules is not None
-        _check_dense_input(modules, x)
-        return _structured_jacobian(modules, model, x)
+    modules = layerwise_modules(model)
+    if modules is not None:
+        _check_layerwise_input(modules, x)
+        return _layerwise_jacobian(modules, model, x)
     return _generic_jacobian(model, x, chunk_size).detach()
