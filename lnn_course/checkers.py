@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .dynamics import end_to_end_descent
-from .locality import adjacent_correlation, ar1_features, surrogate_entanglement
-from .metrics import balancedness_gaps as _gaps
-from .metrics import effective_rank as _erank
-from .network import end_to_end, gaussian_factors
-from .tasks import LpRegression
-from .theory import blowup_time as _blowup
-from .theory import preconditioned_gradient as _precond
-from .theory import scalar_output_velocity as _scalar_velocity
+from lnn import LpRegression, end_to_end, end_to_end_descent, gaussian_factors
+from lnn import balancedness_gaps as _gaps
+from lnn import blowup_time as _blowup
+from lnn import effective_rank as _erank
+from lnn import preconditioned_gradient as _precond
+from lnn import scalar_output_velocity as _scalar_velocity
+from lnn.locality import adjacent_correlation, ar1_features, surrogate_entanglement
+
+from .guard import Blocked, ReferenceUnavailableError, blocked, references_unavailable
 
 __all__ = [
     "ExerciseCheckError",
@@ -105,44 +105,133 @@ def _describe(args: Sequence[Any]) -> str:
     return ", ".join(parts)
 
 
+# The references in lnn that each answer must not call (by qualified name; see lnn_course.guard). The checker itself
+# uses some of them to judge the answer, outside the student's call.
+_NO_AUTOGRAD = "use matrix products only (no autograd)"
+BLOCKED: dict[str, tuple[tuple[str, ...], bool]] = {
+    "factor_gradients": (("factor_gradients", "_factor_gradients_from_prefix", "objective_hessian"), True),
+    "hessian_at_origin": (("objective_hessian",), True),
+    "balancedness_gaps": (("balancedness_gaps", "balancedness"), False),
+    "preconditioned_gradient": (("preconditioned_gradient", "preconditioner_matrix", "preconditioner_eigenvalues",
+                                 "end_to_end_field", "singular_value_velocity", "EndToEndRule.*"), False),
+    "end_to_end_rule": (("end_to_end_descent", "gradient_descent", "gradient_flow", "end_to_end_field",
+                         "EndToEndRule.*"), False),
+    "sigma_closed_form": (("singular_value_closed_form", "blowup_time", "gradient_flow"), False),
+    "blowup_time": (("blowup_time", "singular_value_closed_form"), False),
+    "min_norm_solution": (("min_norm_least_squares",), False),
+    "effective_rank": (("effective_rank",), False),
+    "scalar_output_velocity": (("scalar_output_velocity", "preconditioned_gradient", "preconditioner_matrix",
+                                "end_to_end_field", "EndToEndRule.*"), False),
+    "cut_surrogate": (("surrogate_entanglement", "entanglement_at_level"), False),
+    "spectral_order": (("spectral_rearrangement", "_fiedler_order"), False),
+    "empirical_ntk": (("empirical_ntk", "parameter_jacobian", "linearize", "LinearizedModel.*", "_jacobian_contraction",
+                       "_ntk_vp", "_structured_ntk", "_generic_jacobian", "_structured_jacobian"), False),
+    "kernel_gd_residual": (("kernel_gd_residuals", "kernel_regression_gd", "_decay"), False),
+    "alignment": (("kernel_alignment",), False),
+}
+
+
+def _blocked(label: str, name: str) -> Blocked | None:
+    if name not in BLOCKED:
+        return None
+    names, autograd = BLOCKED[name]
+    hint = f"write {name} yourself from the math in the exercise" + (f"; {_NO_AUTOGRAD}" if autograd else "")
+    return blocked(label, names, autograd=autograd, hint=hint)
+
+
 def _call(label: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call the student's function; unfinished work (NotImplementedError) passes through, other errors are
-    reported with the arguments that caused them."""
+    """Call the student's function with the references of this exercise unavailable (lnn_course.guard);
+    unfinished work (NotImplementedError) passes through, other errors are reported with the arguments that caused
+    them."""
     if not callable(fn):
         _fail(label, name, f"expected a function, got {type(fn).__name__}")
+    guard = _blocked(label, name)
     try:
-        return fn(*args)
+        with references_unavailable(guard):
+            out = fn(*args)
     except NotImplementedError:
         raise
     except ExerciseCheckError:
         raise
     except Exception as exc:  # noqa: BLE001 - any error in student code becomes a readable failure
+        if guard is not None and guard.violations:
+            _fail(label, name, guard.message(guard.violations[0]).split(": ", 1)[1])
         raise ExerciseCheckError(
             f"{label} ({name}): your function raised {type(exc).__name__}: {exc}\n"
             f"    called with: {_describe(args)}"
         ) from exc
+    if guard is not None and guard.violations:
+        _fail(label, name, guard.message(guard.violations[0]).split(": ", 1)[1])
+    return out
 
 
-def _tensor(label: str, name: str, out: Any, what: str = "result") -> Tensor:
-    """The student's output as a float64 tensor, with a clear message for None or non-numeric results."""
+def _type_name(out: Any) -> str:
+    module = type(out).__module__
+    return f"{'numpy.' if module.startswith('numpy') else ''}{type(out).__name__}"
+
+
+def _tensor(label: str, name: str, out: Any, what: str = "result", *, kind: str = "tensor",
+            shape: tuple[int, ...] | None = None, finite: bool = True) -> Tensor:
+    """The student's output as a float64 tensor, or a failure that names what is wrong with it.
+
+    ``kind`` is what the exercise asks for: ``"tensor"`` (a float64 torch tensor), ``"number"`` (a Python number or a
+    0-dimensional float64 tensor) or ``"index"`` (integers: a list or a 1-D integer tensor). ``shape``, if given, is
+    the required shape; ``finite`` rejects NaN and inf (every comparison below would otherwise be False for NaN, and a
+    NaN would pass a check written as ``if error > tol: fail``)."""
     if out is None:
         _fail(label, name, f"your {what} is None: did you forget a `return` statement?")
-    if isinstance(out, Tensor):
-        if not (out.is_floating_point() or out.dtype in (torch.int32, torch.int64)):
-            _fail(label, name, f"your {what} has dtype {out.dtype}; expected real numbers")
-        return out.detach().to(F64)
-    try:
-        if isinstance(out, list | tuple) and out and all(isinstance(t, Tensor) for t in out):
-            return torch.stack([t.detach().to(F64) for t in out])
-        return torch.as_tensor(np.asarray(out, dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError):
-        _fail(label, name, f"your {what} is a {type(out).__name__} that does not convert to one tensor of numbers; "
-              "expected a tensor")
+    if kind == "index":
+        if isinstance(out, Tensor):
+            if out.is_floating_point() or out.is_complex() or out.dtype == torch.bool:
+                _fail(label, name, f"your {what} has dtype {out.dtype}; expected integers (torch.int64 or a list of int)")
+            return out.detach().to(F64)
+        if isinstance(out, list | tuple) and all(isinstance(v, int | np.integer) and not isinstance(v, bool) or
+                                                 (isinstance(v, Tensor) and v.numel() == 1 and not v.is_floating_point())
+                                                 for v in out):
+            return torch.tensor([int(v) for v in out], dtype=F64)
+        _fail(label, name, f"your {what} is a {_type_name(out)}; expected a list of int (or a 1-D integer tensor)")
+    if kind == "number":
+        if isinstance(out, bool) or not isinstance(out, int | float | Tensor):
+            _fail(label, name, f"your {what} is a {_type_name(out)}; expected one number (a Python float or a "
+                  "0-dimensional torch tensor)")
+        if isinstance(out, int | float):
+            value = torch.tensor(float(out), dtype=F64)
+            if finite and not math.isfinite(float(out)):
+                _fail(label, name, f"your {what} is {float(out)}, not a finite number")
+            return value
+        if out.dim() != 0:
+            _fail(label, name, f"your {what} is a tensor of shape {tuple(out.shape)}; return one number (a 0-dimensional "
+                  "tensor such as the result of .sum(), or a float)")
+    elif not isinstance(out, Tensor):
+        extra = " (torch.tensor(...) or torch functions from the start)" if isinstance(out, np.ndarray) else ""
+        _fail(label, name, f"your {what} is a {_type_name(out)}; expected a torch tensor of dtype torch.float64{extra}")
+    if out.is_complex():
+        _fail(label, name, f"your {what} is complex ({out.dtype}); expected real numbers (torch.float64)")
+    if not out.is_floating_point():
+        _fail(label, name, f"your {what} has dtype {out.dtype}; expected real numbers in torch.float64 (did integer "
+              "arithmetic or a comparison produce it?)")
+    if out.dtype != F64:
+        _fail(label, name, f"your {what} has dtype {out.dtype}, but the inputs are float64: a {out.dtype} result keeps "
+              "only about 7 significant digits (float16/bfloat16: 3), too few for a check to 1e-9. Compute in "
+              "float64 (torch.set_default_dtype(torch.float64), or dtype=torch.float64 where you create tensors)")
+    if shape is not None and tuple(out.shape) != tuple(shape):
+        hint = ""
+        if out.numel() == math.prod(shape) and out.dim() != len(shape):
+            hint = " (same entries, extra or missing dimensions: reshape or squeeze it; a (n, 1) column is not a (n,) " \
+                   "vector and breaks later cells)"
+        elif len(shape) == 2 and tuple(out.shape) == tuple(shape[::-1]) and shape[0] != shape[1]:
+            hint = ": did you transpose?"
+        _fail(label, name, f"your {what} has shape {tuple(out.shape)}; expected {tuple(shape)}{hint}")
+    out = out.detach()
+    if finite and not bool(torch.isfinite(out).all()):
+        what_bad = "NaN" if bool(torch.isnan(out).any()) else "inf"
+        _fail(label, name, f"your {what} contains {what_bad} entries: every entry must be a finite number")
+    return out.to(F64)
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
-    """Relative error ``||a - b|| / ||b||`` (absolute when b = 0); inf when ``a`` is not finite."""
-    if not bool(torch.isfinite(a).all()):
+    """Relative error ``||a - b|| / ||b||`` (absolute when b = 0); inf when ``a`` is not finite or the shapes differ."""
+    if tuple(a.shape) != tuple(b.shape) or not bool(torch.isfinite(a).all()):
         return math.inf
     nb = float(torch.linalg.vector_norm(b))
     return float(torch.linalg.vector_norm(a - b)) / (nb if nb > 0 else 1.0)
@@ -150,6 +239,8 @@ def _rel(a: Tensor, b: Tensor) -> float:
 
 def _scalar_multiple(a: Tensor, b: Tensor, tol: float = 1e-6) -> float | None:
     """If ``a = c b`` for a scalar ``c`` (to relative ``tol``), return ``c``; else None."""
+    if tuple(a.shape) != tuple(b.shape):
+        return None
     bb = float((b * b).sum())
     if bb == 0 or not bool(torch.isfinite(a).all()):
         return None
@@ -211,12 +302,31 @@ def check_factor_gradients(fn: Callable[[list[Tensor], Tensor], Sequence[Tensor]
         grads = [_tensor(label, name, o, f"gradient for W_{j + 1}") for j, o in enumerate(out)]
         shapes = [tuple(W.shape) for W in factors]
         got = [tuple(t.shape) for t in grads]
+        # the usual slips, as functions of the layer j (0-based): the products left and right of G
+        eye_l = [torch.eye(dims[j + 1], dtype=F64) for j in range(N)]
+        eye_r = [torch.eye(dims[j], dtype=F64) for j in range(N)]
+        after = [end_to_end(factors[j + 1:]) if j + 1 < N else eye_l[j] for j in range(N)]  # W_(N:j+2)
+        before = [end_to_end(factors[:j]) if j > 0 else eye_r[j] for j in range(N)]  # W_(j:1)
+        slips = {
+            "you left out the product W_(j-1:1)^T on the right of nabla ell (the layers before W_j)":
+                [after[j].T @ G for j in range(N)],
+            "you left out the product W_(N:j+1)^T on the left of nabla ell (the layers after W_j)":
+                [G @ before[j].T for j in range(N)],
+            "the product on the right is not transposed: it must be W_(j-1:1)^T":
+                [after[j].T @ G @ before[j] if before[j].shape[0] == G.shape[1] else None for j in range(N)],
+            "the product on the left is not transposed: it must be W_(N:j+1)^T":
+                [after[j] @ G @ before[j].T if after[j].shape[1] == G.shape[0] else None for j in range(N)],
+        }
         if got != shapes and got == shapes[::-1] and N > 1:
             _fail(label, name, f"you returned the gradients in reverse order (shapes {got}): entry 0 must be dphi/dW_1, of shape {shapes[0]}")
         for j in range(N):
+            for slip, cands in slips.items():
+                if cands[j] is not None and _rel(grads[j], cands[j]) <= 1e-9 and _rel(grads[j], truth[j]) > 1e-9:
+                    _fail(label, name, f"your gradient for W_{j + 1} (widths {dims}): {slip}. dphi/dW_j = "
+                          "W_(N:j+1)^T nabla ell W_(j-1:1)^T")
             if got[j] != shapes[j]:
                 _fail(label, name, _shape_message(f"your gradient for W_{j + 1}", got[j], shapes[j], f"W_{j + 1}") +
-                      " (dphi/dW_j always has the shape of W_j)")
+                      f" (widths {dims}; dphi/dW_j always has the shape of W_j)")
         right = [j + 1 for j in range(N) if _rel(grads[j], truth[j]) <= 1e-9]
         if len(right) == N:
             worst = max(worst, max(_rel(a, b) for a, b in zip(grads, truth)))
@@ -226,7 +336,7 @@ def check_factor_gradients(fn: Callable[[list[Tensor], Tensor], Sequence[Tensor]
         j = next(i for i in range(N) if (i + 1) not in right)
         c = _scalar_multiple(grads[j], truth[j])
         if c is not None:
-            _fail(label, name, f"your gradient for W_{j + 1} (widths {dims}) {_factor_message(c)}")
+            _fail(label, name, f"your gradient for W_{j + 1} (widths {dims}, depth {N}) {_factor_message(c, N)}")
         E = torch.randn(shapes[j], generator=g, dtype=F64)
         exact = float((truth[j] * E).sum())
         yours = float((grads[j] * E).sum())
@@ -249,11 +359,10 @@ def check_hessian_at_origin(fn: Callable[[int], Any], label: str = "Exercise 1.3
             return (torch.prod(w) - 1) ** 2
 
         truth = torch.autograd.functional.hessian(f, torch.zeros(N, dtype=F64))
-        H = _tensor(label, name, _call(label, name, fn, N), f"Hessian for N = {N}")
-        if N == 1 and H.numel() == 1:
-            H = H.reshape(1, 1)
-        if tuple(H.shape) != (N, N):
+        H = _call(label, name, fn, N)
+        if isinstance(H, Tensor) and H.is_floating_point() and tuple(H.shape) != (N, N):
             _fail(label, name, f"for depth N = {N} the Hessian must be an N x N = {N} x {N} matrix, got shape {tuple(H.shape)}")
+        H = _tensor(label, name, H, f"Hessian for N = {N}", shape=(N, N))
         if not bool(torch.isfinite(H).all()):
             _fail(label, name, f"your Hessian for N = {N} has non-finite entries")
         if float((H - H.T).abs().max()) > 1e-12:
@@ -369,7 +478,7 @@ def check_preconditioned_gradient(fn: Callable[[Tensor, Tensor, int], Tensor], l
     g = _gen(400)
 
     def run(W: Tensor, G: Tensor, N: int) -> Tensor:
-        out = _tensor(label, name, _call(label, name, fn, W.clone(), G.clone(), N), f"P_W(G) (depth {N})")
+        out = _tensor(label, name, _call(label, name, fn, W.clone(), G.clone(), N), f"P_W(G) (depth {N})", finite=False)
         if tuple(out.shape) != tuple(W.shape):
             _fail(label, name, _shape_message("your end-to-end update", tuple(out.shape), tuple(W.shape), "W"))
         if not bool(torch.isfinite(out).all()):
@@ -486,7 +595,7 @@ def _flow_of_one_singular_value(sigma0: float, g: float, N: int, t_end: float) -
     """``sigma(t_end)`` from lnn's own engine: the end-to-end flow of a depth-``N`` network on a ``1 x 1`` matrix with
     the linear loss ``ell(w) = -g w`` is exactly ``d sigma/dt = N sigma^(2-2/N) g`` (RK4, 800 steps: relative error
     below 1e-7 up to 0.9 t*)."""
-    from .dynamics import EndToEndRule, gradient_flow
+    from lnn import EndToEndRule, gradient_flow
 
     run = gradient_flow([torch.tensor([[sigma0]], dtype=F64)], lambda W: -g * W.sum((-2, -1)), time=t_end,
                         dt=t_end / 800, parametrization=EndToEndRule(N))
@@ -508,7 +617,8 @@ def check_singular_value_solution(fn: Callable[[float, float, int, Tensor], Tens
             # a window in which sigma grows severalfold: linear (N = 1), exponential (N = 2), up to 0.9 t* (N >= 3)
             t_end = {1: 2 / gg, 2: math.log(20) / (2 * gg)}.get(N) or 0.9 * float(_blowup(sigma0, gg, N))
             t = torch.linspace(0, t_end, 41, dtype=F64)
-            s = _tensor(label, name, _call(label, name, fn, sigma0, gg, N, t.clone()), f"sigma(t) for N = {N}")
+            s = _tensor(label, name, _call(label, name, fn, sigma0, gg, N, t.clone()), f"sigma(t) for N = {N}",
+                        finite=False)
             if tuple(s.shape) != tuple(t.shape):
                 _fail(label, name, f"with t of shape {tuple(t.shape)} your sigma(t) has shape {tuple(s.shape)}: "
                       "return one value per time (use torch operations, which act entry by entry)")
@@ -541,6 +651,8 @@ def check_singular_value_solution(fn: Callable[[float, float, int, Tensor], Tens
                               f"instead of N sigma^(2-2/N) g: it {_factor_message(c / N, N)} in the rate")
                 _fail(label, name, f"your sigma(t) does not solve d sigma/dt = N sigma^(2-2/N) g for N = {N}, "
                       f"sigma0 = {sigma0}, g = {gg}: the relative mismatch of the two sides reaches {err:.2e}")
+            if sigma0 != 0.1:
+                continue  # the ODE check above already pins the solution down; one simulated flow per depth suffices
             ref = _flow_of_one_singular_value(sigma0, gg, N, t_end)
             if abs(float(s[-1]) - ref) > 1e-6 * ref:
                 _fail(label, name, f"your sigma({t_end:.4g}) = {float(s[-1]):.6g} differs from a numerical solution "
@@ -559,14 +671,15 @@ def check_blowup_time(
     ``sigma_fn`` (the closed form) also check that it grows without bound as ``t -> t*``."""
     name = "blowup_time"
     for N in (1, 2):
-        t = _tensor(label, name, _call(label, name, fn, 0.1, 1.0, N), f"t* for N = {N}")
+        t = _tensor(label, name, _call(label, name, fn, 0.1, 1.0, N), f"t* for N = {N}", kind="number", finite=False)
         if t.numel() != 1 or not math.isinf(float(t)) or float(t) < 0:
             _fail(label, name, f"for N = {N} the solution is finite for all t (it grows linearly or exponentially), so "
                   f"t* = inf (math.inf); yours is {t.flatten().tolist()}")
     for N in (3, 4, 6):
         for sigma0, gg in ((0.1, 1.0), (1e-3, 0.5), (0.5, 2.0)):
             truth = float(_blowup(sigma0, gg, N))
-            t = _tensor(label, name, _call(label, name, fn, sigma0, gg, N), f"t* for N = {N}")
+            t = _tensor(label, name, _call(label, name, fn, sigma0, gg, N), f"t* for N = {N}", kind="number",
+                        finite=False)
             if t.numel() != 1:
                 _fail(label, name, f"return a single number, got shape {tuple(t.shape)}")
             val = float(t)
@@ -575,7 +688,8 @@ def check_blowup_time(
             if not math.isfinite(val) or val <= 0:
                 _fail(label, name, f"for N = {N} the solution blows up at a finite positive time, yours is {val}")
             c = val / truth
-            other = _tensor(label, name, _call(label, name, fn, 10 * sigma0, gg, N))
+            other = _tensor(label, name, _call(label, name, fn, 10 * sigma0, gg, N), f"t* for N = {N}", kind="number",
+                            finite=False)
             q = math.log10(float(other) / val) if float(other) > 0 else float("nan")
             want = -(N - 2) / N
             if abs(q - want) > 1e-6:
@@ -610,11 +724,10 @@ def check_min_norm_solution(fn: Callable[[Tensor, Tensor], Tensor], label: str =
         X = torch.randn(m, d, generator=g, dtype=F64)
         y = torch.randn(m, generator=g, dtype=F64)
         w = _tensor(label, name, _call(label, name, fn, X.clone(), y.clone()), "w")
-        if tuple(w.shape) == (d, 1) or tuple(w.shape) == (1, d):
-            w = w.reshape(d)
         if tuple(w.shape) != (d,):
             extra = " That is one entry per example: w needs one entry per feature (did you use X where X^T belongs?)" \
-                if tuple(w.shape) == (m,) else ""
+                if tuple(w.shape) == (m,) else (" A (d, 1) column is not a (d,) vector: squeeze it (keep y 1-D)"
+                                                if w.numel() == d else "")
             _fail(label, name, f"X is {m} x {d}, so w must have shape ({d},); yours has shape {tuple(w.shape)}.{extra}")
         fit = float(torch.linalg.vector_norm(X @ w - y)) / float(torch.linalg.vector_norm(y))
         if fit > 1e-8:
@@ -637,9 +750,15 @@ def check_effective_rank(fn: Callable[[Tensor], Any], label: str = "Exercise 3.2
     name = "effective_rank"
 
     def value(W: Tensor, what: str) -> float:
-        out = _tensor(label, name, _call(label, name, fn, W.clone()), f"effective rank of {what}")
-        if out.numel() != 1:
-            _fail(label, name, f"return one number; for {what} yours has shape {tuple(out.shape)}")
+        out = _tensor(label, name, _call(label, name, fn, W.clone()), f"effective rank of {what}", kind="number",
+                      finite=False)
+        if not math.isfinite(float(out)):
+            zeros = int((torch.linalg.svdvals(W) == 0).sum())
+            if zeros:
+                _fail(label, name, f"your result is {float(out)} for {what}, which has {zeros} singular value(s) exactly "
+                      "0: use the convention 0 ln 0 = 0 (leave the zero singular values out of the sum; 0 * log(0) "
+                      "is NaN in floating point)")
+            _fail(label, name, f"your effective rank of {what} is {float(out)}, not a finite number")
         return float(out)
 
     g = _gen(550)
@@ -658,11 +777,19 @@ def check_effective_rank(fn: Callable[[Tensor], Any], label: str = "Exercise 3.2
         if abs(got - float(_erank(W @ W.T))) < 1e-9 or abs(got - float(_erank((W.T @ W)))) < 1e-9:
             _fail(label, name, "you normalized the squared singular values (the energies); Roy and Vetterli use "
                   "p_r = sigma_r / sum_s sigma_s")
+    # exact zeros: svdvals of a diagonal matrix are its |diagonal|, so these singular values are exactly 0 (a
+    # product of random factors only gets ~1e-16, where p ln p is tiny but not NaN)
+    diag = torch.diag(torch.tensor([3.0, 0.0, 0.0], dtype=F64))
+    r1 = value(diag, "diag(3, 0, 0) (rank one, two singular values exactly 0)")
+    if abs(r1 - 1) > 1e-12:
+        _fail(label, name, f"a rank-one matrix must have effective rank 1, yours is {r1:.6g} for diag(3, 0, 0)")
+    two = value(torch.diag(torch.tensor([2.0, 1.0, 0.0, 0.0], dtype=F64)), "diag(2, 1, 0, 0)")
+    want = math.exp(-(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3))
+    if abs(two - want) > 1e-12 * want:
+        _fail(label, name, f"for diag(2, 1, 0, 0) (p = (2/3, 1/3, 0, 0)) the effective rank is {want:.6f}; yours is "
+              f"{two:.6g}: the zero singular values must contribute 0 ln 0 = 0")
     ones = torch.outer(torch.arange(1.0, 5.0, dtype=F64), torch.ones(3, dtype=F64))
     r1 = value(ones, "a rank-one 4 x 3 matrix")
-    if math.isnan(r1):
-        _fail(label, name, "your result is NaN for a rank-deficient matrix: use the convention 0 ln 0 = 0 (skip the "
-              "zero singular values)")
     if abs(r1 - 1) > 1e-6:
         _fail(label, name, f"a rank-one matrix must have effective rank 1, yours is {r1:.6g}")
     eye = value(torch.eye(5, dtype=F64), "the 5 x 5 identity")
@@ -703,7 +830,7 @@ def check_learning_times(fn: Callable[[Tensor, Tensor, Tensor], Any], label: str
         curves = star[None, :] / (1 + torch.exp(-(steps[:, None].to(F64) - torch.tensor(centres, dtype=F64)) / width))
         noise = torch.rand(len(steps), 2, generator=g, dtype=F64) * 1e-3  # two extra, unlearned singular values
         sv = torch.sort(torch.cat([curves, noise], 1), dim=1, descending=True).values
-        out = _tensor(label, name, _call(label, name, fn, sv.clone(), steps.clone(), star.clone()), "times")
+        out = _tensor(label, name, _call(label, name, fn, sv.clone(), steps.clone(), star.clone()), "times", kind="index")
         out = out.flatten()
         if out.numel() != K:
             _fail(label, name, f"return one time per target singular value (len(sigma_star) = {K}); you returned "
@@ -716,6 +843,10 @@ def check_learning_times(fn: Callable[[Tensor, Tensor, Tensor], Any], label: str
                     _fail(label, name, f"singular value {j + 1} never exceeds sigma*_{j + 1} / 2 in this run, so its "
                           f"time must be -1; yours is {t:g}")
                 continue
+            if t == -1:
+                first = int(steps[int(crossed.to(torch.int64).argmax())])
+                _fail(label, name, f"you returned -1 (never learned) for singular value {j + 1}, but it exceeds "
+                      f"sigma*_{j + 1} / 2 = {float(star[j] / 2):.4g} from step {first} on")
             if t != int(t) or int(t) not in steps.tolist():
                 i = int(t) if t == int(t) else -1
                 if 0 <= i < len(steps) and bool(crossed[i]) and (i == 0 or not bool(crossed[i - 1])):
@@ -746,7 +877,7 @@ def check_incremental_learning(times: Mapping[int, Sequence[float]], label: str 
     clean: dict[int, list[float]] = {}
     spread = {}
     for depth, raw in times.items():
-        ts = [float(t) for t in _tensor(label, name, raw, f"times at depth {depth}").flatten()]
+        ts = [float(t) for t in _tensor(label, name, raw, f"times at depth {depth}", kind="index").flatten()]
         if any(t < 0 for t in ts):
             _fail(label, name, f"at depth {depth} some singular values were never learned (time -1): train longer")
         clean[depth] = ts
@@ -782,12 +913,8 @@ def check_scalar_output_velocity(fn: Callable[[Tensor, Tensor, int], Tensor], la
     d = 5
 
     def run(w: Tensor, gr: Tensor, N: int) -> Tensor:
-        out = _tensor(label, name, _call(label, name, fn, w.clone(), gr.clone(), N), f"velocity (N = {N})")
-        if tuple(out.shape) == (1, d) or tuple(out.shape) == (d, 1):
-            out = out.reshape(d)
-        if tuple(out.shape) != (d,):
-            _fail(label, name, f"w has shape ({d},), so dw/dt must too; yours has shape {tuple(out.shape)}")
-        return out
+        out = _call(label, name, fn, w.clone(), gr.clone(), N)
+        return _tensor(label, name, out, f"velocity dw/dt (N = {N}, w of shape ({d},))", shape=(d,))
 
     w = torch.randn(d, generator=g, dtype=F64)
     w = 1.7 * w / torch.linalg.vector_norm(w)
@@ -810,6 +937,9 @@ def check_scalar_output_velocity(fn: Callable[[Tensor, Tensor, int], Tensor], la
         if abs(c / want - 1) > 1e-8:
             if c < 0:
                 _fail(label, name, f"your velocity points uphill (N = {N}): the flow moves against the gradient")
+            if abs(c / want - N) < 1e-6 or abs(c / want - 1 / N) < 1e-6:
+                _fail(label, name, f"orthogonally to w your step {_factor_message(c / want, N)} (N = {N}): only the "
+                      "component along w gets the extra (N - 1) copies; across w the step is |w|^(2-2/N) times -grad")
             expo = math.log(c) / math.log(nrm)
             _fail(label, name, f"orthogonally to w the step must be |w|^(2-2/N) = |w|^{2 - 2 / N:.4g} times -grad "
                   f"(N = {N}); yours is |w|^{expo:.4g} times -grad: an off-by-one in the exponent?")
@@ -822,6 +952,19 @@ def check_scalar_output_velocity(fn: Callable[[Tensor, Tensor, int], Tensor], la
         if _scalar_multiple(run(3 * w, gr, N), run(w, gr, N), 1e-8) is None:
             _fail(label, name, f"your velocity is not homogeneous in w (N = {N}): scaling w by 3 must scale dw/dt by "
                   f"3^(2-2/N)")
+    # w = 0: the formula's w w^T / |w|^2 is undefined there, but the velocity has a limit: -grad at N = 1 (the
+    # (N - 1) term vanishes), 0 for N >= 2 (the factor |w|^(2-2/N) -> 0 and the bracket stays bounded)
+    zero = torch.zeros(d, dtype=F64)
+    for N in (1, 2, 3):
+        out = _tensor(label, name, _call(label, name, fn, zero.clone(), gr.clone(), N),
+                      f"velocity at w = 0 (N = {N})", shape=(d,), finite=False)
+        limit = -gr if N == 1 else torch.zeros(d, dtype=F64)
+        if not bool(torch.isfinite(out).all()):
+            _fail(label, name, f"at w = 0 your velocity is NaN or inf (N = {N}): w w^T / |w|^2 is 0/0 there, but "
+                  "dw/dt has a limit (-grad for N = 1, 0 for N >= 2): return it (test |w| == 0 first)")
+        if float((out - limit).abs().max()) > 1e-12:
+            _fail(label, name, f"at w = 0 the velocity is {'-grad' if N == 1 else '0 (the factor |w|^(2-2/N) vanishes)'}"
+                  f" for N = {N}; yours differs by {float((out - limit).abs().max()):.3g}")
     worst = 0.0
     for k in range(4):
         gk = _gen(710 + k)
@@ -837,7 +980,7 @@ def check_scalar_output_velocity(fn: Callable[[Tensor, Tensor, int], Tensor], la
 
 
 def _as_index_list(label: str, name: str, order: Any, D: int) -> list[int]:
-    arr = _tensor(label, name, order, "order").flatten()
+    arr = _tensor(label, name, order, "order", kind="index").flatten()
     if arr.numel() != D or not bool((arr == arr.round()).all()):
         _fail(label, name, f"return a permutation of 0..{D - 1} (length {D}); yours has {arr.numel()} entries")
     idx = [int(v) for v in arr.tolist()]
@@ -857,7 +1000,7 @@ def check_cut_surrogate(fn: Callable[[Tensor, list[int]], Any], label: str = "Ex
     D = 6
 
     def value(C: Tensor, left: list[int], what: str) -> float:
-        out = _tensor(label, name, _call(label, name, fn, C.clone(), list(left)), f"surrogate for {what}")
+        out = _tensor(label, name, _call(label, name, fn, C.clone(), list(left)), f"surrogate for {what}", kind="number")
         if out.numel() != 1:
             _fail(label, name, f"return one number; yours has shape {tuple(out.shape)}")
         return float(out)
@@ -893,6 +1036,16 @@ def check_cut_surrogate(fn: Callable[[Tensor, list[int]], Any], label: str = "Ex
     if abs(value(-Cd, A, "-C") - a) > 1e-9 * max(abs(a), 1):
         _fail(label, name, "your surrogate changes when C -> -C: use absolute correlations |C_ij|, a strong "
               "negative correlation is as much interaction as a positive one")
+    for cut in ([1, 3, 4], [5, 0], [2]):
+        brute = sum(abs(float(C[i, j])) for i in cut for j in range(D) if j not in cut)
+        got = value(C, cut, f"A = {cut}")
+        if abs(got - brute) > 1e-9 * max(brute, 1.0):
+            lead = float(C.abs()[: len(cut), len(cut):].sum())
+            if abs(got - lead) < 1e-9 * max(lead, 1.0):
+                _fail(label, name, f"for A = {cut} your surrogate is the sum over the leading block C[:{len(cut)}, "
+                      f"{len(cut)}:]; it must use the indices in A (i in A, j not in A), whatever their positions")
+            _fail(label, name, f"for A = {cut} (a random C with {D} features) the surrogate sum_(i in A, j not in A) "
+                  f"|C_ij| is {brute:.6g}; yours is {got:.6g}")
     block = torch.zeros(D, D, dtype=F64)
     block[:3, :3] = C[:3, :3]
     block[3:, 3:] = C[3:, 3:]
@@ -973,7 +1126,7 @@ def _per_parameter_ntk(model: torch.nn.Module, x1: Tensor, x2: Tensor) -> dict[s
 
 def _reference_ntk(model: torch.nn.Module, x1: Tensor, x2: Tensor | None) -> Tensor:
     """The reference kernel: ``lnn.ntk.empirical_ntk``."""
-    from .ntk import empirical_ntk
+    from lnn.ntk import empirical_ntk
 
     K = empirical_ntk(model, x1, x2)
     return K.reshape(x1.shape[0], (x1 if x2 is None else x2).shape[0]).detach()
@@ -1011,10 +1164,6 @@ def check_empirical_ntk(fn: Callable[..., Tensor], label: str = "Exercise 5.1") 
         K12 = _tensor(label, name, _call(label, name, fn, model, x1.clone(), x2.clone()), "K(x1, x2)")
         if any(not torch.equal(p, q) for p, q in zip(model.parameters(), before)):
             _fail(label, name, "your function changed the model's parameters; computing a kernel must not")
-        if K12.numel() == 20 and tuple(K12.shape) != (5, 4):
-            squeezed = K12.squeeze()
-            if tuple(squeezed.shape) == (5, 4):
-                K12 = squeezed
         if tuple(K12.shape) != (5, 4):
             _fail(label, name, _shape_message("with 5 points in x1 and 4 in x2 your K", tuple(K12.shape), (5, 4), "K") +
                   " K[i, k] pairs x1[i] with x2[k], so it is (n1, n2)")
@@ -1039,10 +1188,7 @@ def check_empirical_ntk(fn: Callable[..., Tensor], label: str = "Exercise 5.1") 
             _fail(label, name, f"your kernel is wrong (relative error {err:.2e} on a {type(model[1]).__name__} network "
                   f"with {sum(p.numel() for p in model.parameters())} parameters)")
         worst = max(worst, err)
-        K11 = _tensor(label, name, _call(label, name, fn, model, x1.clone()), "K(x1)")
-        if tuple(K11.squeeze().shape) != (5, 5):
-            _fail(label, name, f"with x2 omitted the Gram matrix on x1 has shape (5, 5); yours {tuple(K11.shape)}")
-        K11 = K11.squeeze()
+        K11 = _tensor(label, name, _call(label, name, fn, model, x1.clone()), "K(x1) with x2 omitted", shape=(5, 5))
         if float((K11 - K11.T).abs().max()) > 1e-10 * float(K11.abs().max()):
             _fail(label, name, "with x2 omitted K must be symmetric (it is a Gram matrix)")
         if float(torch.linalg.eigvalsh(K11).min()) < -1e-10 * float(K11.abs().max()):
@@ -1071,11 +1217,8 @@ def check_kernel_gd_residual(fn: Callable[[Tensor, Tensor, float, int], Tensor],
         return r
 
     for t in (0, 1, 7, 25):
-        out = _tensor(label, name, _call(label, name, fn, K.clone(), r0.clone(), lr, t), f"r_t for t = {t}")
-        if tuple(out.shape) in ((n, 1), (1, n)):
-            out = out.reshape(n)
-        if tuple(out.shape) != (n,):
-            _fail(label, name, f"r0 has shape ({n},), so r_t must too; yours has shape {tuple(out.shape)} (t = {t})")
+        out = _tensor(label, name, _call(label, name, fn, K.clone(), r0.clone(), lr, t),
+                      f"r_t for t = {t} (r0 has shape ({n},))", shape=(n,))
         truth = iterate(t, lr)
         if _rel(out, truth) <= 1e-9:
             continue
@@ -1103,7 +1246,7 @@ def check_alignment(fn: Callable[[Tensor, Tensor], Any], label: str = "Exercise 
     name = "alignment"
 
     def value(K: Tensor, y: Tensor, what: str) -> float:
-        out = _tensor(label, name, _call(label, name, fn, K.clone(), y.clone()), f"alignment for {what}")
+        out = _tensor(label, name, _call(label, name, fn, K.clone(), y.clone()), f"alignment for {what}", kind="number")
         if out.numel() != 1:
             _fail(label, name, f"return one number; for {what} yours has shape {tuple(out.shape)}")
         return float(out)
@@ -1132,6 +1275,17 @@ def check_alignment(fn: Callable[[Tensor, Tensor], Any], label: str = "Exercise 
               "equals |y|^2 only for labels +-1)")
     if abs(value(K, -y, "-y") - base) > 1e-9:
         _fail(label, name, "your alignment changes when y -> -y, but y y^T does not")
+    B = torch.randn(n, n, generator=g, dtype=F64)
+    S = (B + B.T) / 2  # symmetric, indefinite
+    S = S - 1.5 * (y @ S @ y) / (y @ y) ** 2 * torch.outer(y, y) if float(y @ S @ y) >= 0 else S
+    neg = value(S, y, "an indefinite symmetric K with y^T K y < 0")
+    truth = float(y @ S @ y) / (float(torch.linalg.matrix_norm(S)) * float(y @ y))
+    if abs(neg - truth) > 1e-9:
+        if abs(neg + truth) < 1e-9:
+            _fail(label, name, f"for an indefinite K with y^T K y < 0 the alignment is negative ({truth:.6g}); yours is "
+                  f"{neg:.6g}: no absolute value, the cosine keeps its sign")
+        _fail(label, name, f"for an indefinite symmetric K your alignment is {neg:.6g}; the cosine <K, y y^T>_F / "
+              f"(|K|_F |y y^T|_F) is {truth:.6g}")
     if not -1 - 1e-12 <= base <= 1 + 1e-12:
         _fail(label, name, f"an alignment is a cosine between matrices, in [-1, 1]; yours is {base:.6g}")
     _passed(label, name, "is 1 for the ideal kernel, 1/sqrt(n) for K = I, a cosine in [-1, 1], and invariant to the "
