@@ -36,6 +36,7 @@ __all__ = [
     "is_same_task",
     "patch_mask",
     "input_gradient_change",
+    "train_to_fit",
 ]
 
 
@@ -424,3 +425,125 @@ def input_gradient_change(
     norms = g[0].norm(dim=-1) * g[1].norm(dim=-1)
     tiny = torch.finfo(x.dtype).tiny if eps is None else float(eps)
     return (dot.abs() / norms.clamp_min(tiny)).mean()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# training the way the official code does: to a perfect training accuracy, plus patience
+# --------------------------------------------------------------------------------------------------------------
+def train_to_fit(
+    models: Sequence[torch.nn.Module],
+    loss: Callable[..., tuple[Tensor, Tensor]],
+    data: Sequence[Tensor],
+    *,
+    lr: float = 1e-2,
+    momentum: float = 0.9,
+    optimizer: str = "sgd",
+    batch_size: int = 64,
+    patience: int = 20,
+    max_epochs: int = 150,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, list[torch.nn.Module]]:
+    """Train ``R`` binary classifiers at once until each fits its training set, as in the official code of
+    Razin, Maman and Cohen (2022) (chapter *Applications*, "Countering the locality bias").
+
+    SGD with heavy-ball momentum (``v <- mu v + g``, ``theta <- theta - lr v``; the official code's optimizer), or
+    Adam (``optimizer="adam"``, ``betas = (0.9, 0.999)``, ``eps = 1e-8``), on minibatches of a reshuffled pass over
+    each run's data. After every epoch the run's *training accuracy* is the accuracy of its predictions on the
+    batches of that epoch (made before each update, as the official trainer records it); a run stops, its
+    parameters frozen, once that accuracy has been 1 for more than ``patience`` epochs in a row, or after
+    ``max_epochs``.
+
+    Parameters
+    ----------
+    models
+        ``R`` modules of identical structure, not modified.
+    loss
+        ``loss(f, x, y, *rest) -> (scalar, logits)`` with ``logits`` of shape ``(b,)`` (class 1 when positive);
+        ``f`` applies the run's network.
+    data
+        Tensors with a leading run dimension ``R`` then examples: ``(x, y, *rest)``, ``y`` in ``{0, 1}``.
+
+    Returns
+    -------
+    epochs
+        Epochs trained per run, shape ``(R,)`` (``max_epochs`` for a run that never met the rule).
+    train_accuracy
+        Per-epoch training accuracy, shape ``(epochs run, R)``.
+    trained
+        ``R`` new modules with the final parameters.
+    """
+    import copy
+
+    models = list(models)
+    if not models:
+        raise ValueError("models must hold at least one module")
+    R = len(models)
+    data = list(data)
+    if len(data) < 2 or any(t.shape[0] != R for t in data):
+        raise ValueError(f"data must be (x, y, ...) tensors with a leading run dimension R = {R}")
+    n = data[0].shape[1]
+    if any(t.shape[1] != n for t in data):
+        raise ValueError("every data tensor must hold the same number of examples")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if batch_size > n:
+        raise ValueError(f"batch_size must be <= {n}, got {batch_size}")
+    patience = _check_positive_int(patience, "patience", 0)
+    max_epochs = _check_positive_int(max_epochs, "max_epochs")
+    if not (lr > 0 and 0 <= momentum < 1):
+        raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got {lr}, {momentum}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    params, buffers = torch.func.stack_module_state(models)
+    params = {k: v.detach().clone() for k, v in params.items()}
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def run_loss(p, b, *batch):
+        return loss(lambda x: torch.func.functional_call(base, (p, b), (x,)), *batch)
+
+    step_fn = torch.vmap(torch.func.grad(run_loss, has_aux=True), in_dims=(0, 0) + (0,) * len(data))
+    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+    second = {k: torch.zeros_like(v) for k, v in params.items()}
+    counts = torch.zeros(R)  # Adam's step count per run (frozen runs do not advance)
+    active = torch.ones(R)
+    streak = torch.zeros(R, dtype=torch.long)
+    epochs = torch.full((R,), max_epochs, dtype=torch.long)
+    history = []
+    per_epoch = n // batch_size
+    for epoch in range(max_epochs):
+        order = torch.randperm(n, generator=generator)
+        correct = torch.zeros(R)
+        for k in range(per_epoch):
+            idx = order[k * batch_size : (k + 1) * batch_size]
+            batch = [t[:, idx] for t in data]
+            grads, logits = step_fn(params, buffers, *batch)
+            correct += ((logits.detach() > 0).to(batch[1].dtype) == batch[1]).float().sum(1)
+            counts += active
+            with torch.no_grad():
+                for name in params:
+                    g = grads[name]
+                    shape = (R,) + (1,) * (g.ndim - 1)
+                    if optimizer == "adam":
+                        velocity[name] = 0.9 * velocity[name] + 0.1 * g
+                        second[name] = 0.999 * second[name] + 0.001 * g * g
+                        c = counts.clamp_min(1).view(shape)
+                        g = (velocity[name] / (1 - 0.9**c)) / ((second[name] / (1 - 0.999**c)).sqrt() + 1e-8)
+                    else:
+                        velocity[name] = momentum * velocity[name] + g
+                        g = velocity[name]
+                    params[name] = params[name] - lr * active.view(shape) * g
+        acc = correct / (per_epoch * batch_size)
+        history.append(acc)
+        streak = torch.where(acc >= 1.0, streak + 1, torch.zeros_like(streak))
+        done = (streak > patience) & (active > 0)
+        epochs[done] = epoch + 1
+        active[done] = 0.0
+        if not bool(active.any()):
+            break
+    trained = []
+    for r in range(R):
+        m = copy.deepcopy(models[r])
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(params[name][r])
+        trained.append(m)
+    return epochs, torch.stack(history), trained

@@ -202,3 +202,54 @@ def test_igc_differentiates_through_autograd_and_per_sample_masks() -> None:
         input_gradient_change(f, x[:1], I, J)
     with pytest.raises(ValueError, match="no position"):
         patch_mask(10, slice(12, 14))
+
+
+def _tiny_classifier(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
+
+
+def test_train_to_fit_stops_after_patience_and_freezes_finished_runs() -> None:
+    from lnn.locality import train_to_fit
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 64, 1, 4, generator=gen)
+    y = (x[:, :, 0, 0] > 0).float()  # linearly separable: a linear model fits it
+    y[2] = (torch.rand(64, generator=gen) < 0.5).float()  # random labels: a linear model cannot fit them
+
+    def loss(f, xb, yb):
+        logits = f(xb).squeeze(-1)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, yb), logits
+
+    models = [_tiny_classifier(s) for s in range(3)]
+    epochs, history, trained = train_to_fit(models, loss, [x, y], lr=0.5, momentum=0.0, batch_size=16, patience=3,
+                                            max_epochs=60, generator=torch.Generator().manual_seed(1))
+    assert epochs[:2].max() < 60 and epochs[2] == 60  # the separable runs stop, the random-label run never fits
+    for r in range(2):  # stopped exactly patience + 1 epochs into a run of perfect epochs
+        e = int(epochs[r])
+        assert (history[e - 4 : e, r] == 1).all() and (e == 4 or history[e - 5, r] < 1)
+    assert history.shape == (60, 3)
+    # a finished run's parameters stay where they were when it stopped: retraining with a larger cap changes nothing
+    epochs2, _, trained2 = train_to_fit(models, loss, [x, y], lr=0.5, momentum=0.0, batch_size=16, patience=3,
+                                        max_epochs=80, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(epochs2[:2], epochs[:2])
+    for a, b in zip(trained[0].parameters(), trained2[0].parameters()):
+        assert torch.equal(a, b)
+    # Adam runs too
+    ep_adam, _, _ = train_to_fit(models[:2], loss, [x[:2], y[:2]], lr=0.05, optimizer="adam", batch_size=16,
+                                 patience=2, max_epochs=60, generator=torch.Generator().manual_seed(1))
+    assert ep_adam.max() < 60
+
+
+def test_train_to_fit_rejects_bad_input() -> None:
+    from lnn.locality import train_to_fit
+
+    x, y = torch.zeros(2, 8, 1, 4), torch.zeros(2, 8)
+    models = [_tiny_classifier(0), _tiny_classifier(1)]
+    loss = lambda f, xb, yb: (f(xb).sum(), f(xb).squeeze(-1))  # noqa: E731
+    with pytest.raises(ValueError, match="leading run dimension"):
+        train_to_fit(models, loss, [x[0], y[0]])
+    with pytest.raises(ValueError, match="batch_size"):
+        train_to_fit(models, loss, [x, y], batch_size=9)
+    with pytest.raises(ValueError, match="optimizer"):
+        train_to_fit(models, loss, [x, y], batch_size=4, optimizer="rmsprop")
