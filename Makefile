@@ -5,7 +5,7 @@
 #                  checks of tests/test_browser.py reuse _build/html when it is up to date
 #   make print     the whole book as one PDF, _build/print/book.pdf (single-page HTML printed by Chromium)
 #   make student   the student edition (solutions removed) into _build/student
-#   make static    fetch the offline browser assets (MathJax, widgets) only
+#   make static    fetch the offline browser assets (MathJax, widgets; axe-core for the browser test) only
 #   make seeds     execute every chapter under the alternate seeds SEEDS (default 1-5), print a pass table
 #   make bench     print the speed figures of lnn (benchmarks/, not timed tests)
 #   make clean     remove build outputs and artifacts/ (keeps .venv; `make distclean` removes it too)
@@ -89,7 +89,7 @@ print: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/jupyter-book build $(JB_FLAGS) --builder singlehtml .
 	$(BIN)/python scripts/print_book.py _build/singlehtml/index.html _build/print/book.pdf
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(EXERCISE_NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  -p no:cacheprovider

@@ -23,6 +23,12 @@ Loaded through ``sphinx.local_extensions`` in ``_config.yml``. It only tidies th
   book shows no repository button and no launch buttons (Binder, Colab), rather than broken ones; with one,
   it shows both.
 
+- Accessibility (WCAG 2.1 AA, audited with axe-core by ``tests/test_browser.py``): the written pages are
+  post-processed (:func:`accessible_pages`) where a theme or extension writes markup that fails the audit.
+  The search button's, the colour-mode button's and the hidden cells' toggles' accessible names contain
+  their visible text; the bibliography's entries, marked with the deprecated ARIA role ``doc-biblioentry``
+  inside a ``role="list"``, become list items. Colour fixes live in ``book/_static/reader.css``.
+
 - The notebooks it executes show their explorers (``lnn.explorer.explore``) as precomputed frames
   (``LNN_EXPLORER=static`` in the kernels' environment) unless the caller chose otherwise.
 
@@ -161,6 +167,39 @@ def set_repository(app, config) -> None:
     options["launch_buttons"] = launch
 
 
+# (pattern, replacement, what it fixes) applied to every written HTML page.
+A11Y_FIXES = [
+    # pydata-sphinx-theme's search field: aria-label "Search" hides the visible "Search Ctrl+K" (WCAG 2.5.3,
+    # label in name). Without the aria-label the name is the visible text; the tooltip (title) stays.
+    (re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="[^"]*"'), r"\1",
+     "search field button: name from its visible text"),
+    # sphinxcontrib-bibtex: <div role="doc-biblioentry"> inside <div role="list">: the role is deprecated (ARIA
+    # 1.3) and the list then has no list items.
+    (re.compile(r'role="doc-biblioentry"'), 'role="listitem"', "bibliography entries: list items"),
+    # The colour-mode button: aria-label "Color mode", but Font Awesome turns the shown icon's title ("Light",
+    # "Dark", "System Settings") into an SVG <title>, which counts as its visible text. The icons are
+    # decoration (the button's tooltip and name are "Color mode"): no title.
+    (re.compile(r'<i class="theme-switch ([^>]*?)\s+title="[^"]*"'), r'<i aria-hidden="true" class="theme-switch \1',
+     "colour-mode icons"),
+    # sphinx-togglebutton's hidden cells: <summary aria-label="Toggle hidden content"> around the visible
+    # "Show code cell source". Without the aria-label the name is what the reader sees.
+    (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>", "code cell toggles"),
+]
+
+
+def accessible_pages(app, exception) -> None:
+    """Apply :data:`A11Y_FIXES` to every HTML page the builder wrote."""
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        fixed = text
+        for pattern, replacement, _ in A11Y_FIXES:
+            fixed = pattern.sub(replacement, fixed)
+        if fixed != text:
+            page.write_text(fixed, encoding="utf-8")
+
+
 def setup(app) -> dict:
     # The notebooks executed for this build (kernels inherit the environment) show their explorers as
     # precomputed frames (lnn/explorer.py), whichever command started the build.
@@ -173,4 +212,5 @@ def setup(app) -> dict:
     app.connect("builder-inited", share_html_handlers)
     # Late priority: after the extensions that add scripts in this event.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    app.connect("build-finished", accessible_pages)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

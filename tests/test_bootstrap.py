@@ -77,6 +77,14 @@ def test_downloaded_chapter_runs_in_a_fresh_venv(html, tmp_path):
     wheels = tmp_path / "wheels"
     times["lnn wheel"] = _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                                "-w", str(wheels), str(ROOT)])
+    # The wheel holds every module of lnn in the checkout (a subpackage left out of pyproject's packages would
+    # only fail in a reader's fresh environment).
+    import zipfile
+
+    (wheel,) = wheels.glob("lnn-*.whl")
+    packed = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "lnn").rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= packed, f"the lnn wheel lacks {sorted(modules - packed)}: list them in pyproject.toml"
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"
     base = os.environ.get("LNN_BOOTSTRAP_PYTHON", f"python{sys.version_info.major}.{sys.version_info.minor}")

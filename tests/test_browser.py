@@ -448,6 +448,32 @@ def test_navigation_chapter_page(html, chapter):
     assert not problems, f"{chapter}: " + "; ".join(problems)
 
 
+def test_repository_and_launch_buttons(html):
+    """The repository address is never invented: with one known, the repository button and the launch links use
+    it; without one (no repository.url, no $LNN_REPOSITORY_URL, no origin remote), there are none at all."""
+    from sphinx_reader import _HOSTS, repository_address
+
+    configured = (yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8")).get("repository") or {}).get("url")
+    expected = repository_address(ROOT, configured) if not os.environ.get("LNN_BOOK_HTML") else None
+    for chapter in CHAPTERS:
+        soup = _soup(html / "book" / f"{chapter}.html")
+        repo = [a["href"] for a in soup.select("a.btn-source-repository-button, a.btn-source-issues-button, "
+                                                "a.btn-source-edit-button")]
+        launch = [a["href"] for a in soup.select("a[href*='mybinder'], a[href*='colab.research'], "
+                                                  "a[href*='/hub/user-redirect'], .dropdown-launch-buttons a")]
+        if not repo:
+            assert not launch, f"{chapter}: launch links {launch} without a repository address"
+            assert expected is None, f"{chapter}: no repository button although the address is {expected}"
+            continue
+        for href in repo:
+            assert any(f"//{host}/" in href for host in _HOSTS), f"{chapter}: repository button to {href}"
+            if expected:
+                assert href.startswith(expected), f"{chapter}: repository button {href}, not {expected}"
+        path = repo[0].split("//", 1)[1].split("/", 1)[1].rstrip("/")
+        for href in launch:
+            assert path in href, f"{chapter}: launch link {href} is not for {path}"
+
+
 def test_search_index(html):
     assert (html / "search.html").is_file() and (html / "searchindex.js").is_file()
     index = (html / "searchindex.js").read_text(encoding="utf-8")
