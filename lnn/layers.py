@@ -9,7 +9,7 @@ preconditioned step ``-eta P_W(G)`` of chapter *Optimization* (:func:`lnn.precon
 
 This module holds the layer (:class:`OverparameterizedLinear`), the rewrite of a network's dense layers into such
 products and back (:func:`overparameterize`, :func:`collapse`), and a driver that trains many independent copies
-of one small network at once (:func:`ensemble_train`).
+of one small network at once (:func:`ensemble_train`, which is :func:`lnn.training.train_ensemble`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_depth, check_nonnegative_int
+from ._checks import check_depth
 from .network import _hidden_widths, balanced_factors, end_to_end
+from .training import EnsembleResult, train_ensemble
 
 __all__ = [
     "OverparameterizedLinear",
@@ -242,7 +243,8 @@ def ensemble_train(
     data_per_run: bool = False,
     generator: torch.Generator | None = None,
     record_every: int = 1,
-) -> tuple[Tensor, list[nn.Module]]:
+    **options,
+) -> EnsembleResult:
     """Train ``R`` independent copies of one architecture at once by (stochastic) gradient descent
     (chapter *Applications*):
 
@@ -250,11 +252,13 @@ def ensemble_train(
 
     (plain gradient descent for ``momentum`` ``mu = 0``), or Adam (Kingma and Ba 2015; ``optimizer="adam"``, with
     ``betas = (0.9, 0.999)``, ``eps = 1e-8``; a per-coordinate method, which changes the path and hence possibly
-    the implicit bias of training). The copies (different seeds, parametrizations of the same
-    shape, data sets, ...) are stacked with :func:`torch.func.stack_module_state` and stepped together through
-    :func:`torch.vmap`, so ``R`` runs cost one Python loop of ``steps`` iterations. Runs are independent: a run whose
-    loss becomes NaN or inf (a step size beyond its stability threshold) keeps its non-finite loss and does not
-    affect the others.
+    the implicit bias of training). The copies (different seeds, parametrizations of the same shape, data sets,
+    ...) are stacked with :func:`torch.func.stack_module_state` and stepped together through :func:`torch.vmap`, so
+    ``R`` runs cost one Python loop of ``steps`` iterations. This is :func:`lnn.training.train_ensemble`, the one
+    training loop of ``lnn`` for ``nn.Module`` networks, under its chapter-4 name; it also takes that function's
+    options (``schedule``, ``weight_decay``, ``penalty``, ``seed``, ``checkpoints``/``callback``). Runs are
+    independent: a run whose loss becomes NaN or inf (a step size beyond its stability threshold) keeps its
+    non-finite loss, does not affect the others, and is flagged in the result's ``diverged``.
 
     Parameters
     ----------
@@ -276,8 +280,8 @@ def ensemble_train(
     optimizer
         ``"sgd"`` or ``"adam"``.
     batch_size
-        ``None`` for full-batch gradient descent; otherwise each step uses a minibatch drawn without replacement
-        (the same example indices for every run) from ``generator``.
+        ``None`` for full-batch gradient descent; otherwise minibatches from :func:`lnn.training.minibatches` (a
+        fresh permutation each epoch, the same example indices for every run) drawn from ``generator``.
     record_every
         The loss (of the batch used by the step, before the update) is recorded at steps ``0, record_every, ...``;
         the loss on the full data after the last update is appended.
@@ -288,94 +292,21 @@ def ensemble_train(
         Tensor of shape ``(number of records, R)``.
     trained
         ``R`` new modules holding the final parameters.
+
+    The pair is an :class:`lnn.training.EnsembleResult`: ``result.diverged`` (bool, ``(R,)``) and
+    ``result.divergence_step`` name the runs that diverged.
     """
-    models = list(models)
-    if len(models) == 0:
-        raise ValueError("models must hold at least one module")
-    steps = check_nonnegative_int(steps, "steps")
-    if int(record_every) < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    if not 0.0 <= float(momentum) < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    if optimizer == "adam" and momentum:
-        raise ValueError("momentum applies to optimizer='sgd' only (Adam has its own moment estimates)")
-    names = [n for n, _ in models[0].named_parameters()]
-    for m in models[1:]:
-        if [n for n, _ in m.named_parameters()] != names or any(
-            p.shape != q.shape for p, q in zip(m.parameters(), models[0].parameters())
-        ):
-            raise ValueError("every model must have the same parameter names and shapes")
-    R = len(models)
-    data = list(data)
-    if len(data) == 0:
-        raise ValueError("data must hold at least one tensor")
-    axis = 1 if data_per_run else 0
-    n = data[0].shape[axis]
-    for t in data:
-        if data_per_run and t.shape[0] != R:
-            raise ValueError(f"with data_per_run=True every data tensor needs a leading dimension R = {R}")
-        if t.shape[axis] != n:
-            raise ValueError("every data tensor must hold the same number of examples")
-    if batch_size is not None and not 1 <= int(batch_size) <= n:
-        raise ValueError(f"batch_size must lie in [1, {n}], got {batch_size}")
-
-    params, buffers = torch.func.stack_module_state(models)
-    params = {k: v.detach().clone() for k, v in params.items()}
-    ref = params[names[0]]
-    lr_t = torch.as_tensor(lr, dtype=ref.dtype, device=ref.device)
-    if lr_t.ndim == 0:
-        lr_t = lr_t.expand(R)
-    if lr_t.shape != (R,):
-        raise ValueError(f"lr must be a float or a tensor of shape ({R},), got shape {tuple(lr_t.shape)}")
-    if not bool((lr_t > 0).all()):
-        raise ValueError("every step size must be positive")
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def run_loss(p, b, *batch):
-        return loss(lambda x: torch.func.functional_call(base, (p, b), (x,)), *batch)
-
-    in_dims = (0, 0) + (0 if data_per_run else None,) * len(data)
-    step_fn = torch.vmap(torch.func.grad_and_value(run_loss), in_dims=in_dims)
-    velocity = {k: torch.zeros_like(v) for k, v in params.items()} if (momentum > 0 or optimizer == "adam") else None
-    second = {k: torch.zeros_like(v) for k, v in params.items()} if optimizer == "adam" else None
-    beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
-    record = set(range(0, steps, int(record_every)))
-    losses = []
-    order, cursor = None, n
-    for t in range(steps):
-        if batch_size is None:
-            batch = data
-        else:
-            if cursor + batch_size > n:  # a new epoch: reshuffle
-                order, cursor = torch.randperm(n, generator=generator), 0
-            idx = order[cursor : cursor + batch_size]
-            cursor += batch_size
-            batch = [d[:, idx] if data_per_run else d[idx] for d in data]
-        grads, value = step_fn(params, buffers, *batch)
-        if t in record:
-            losses.append(value.detach())
-        with torch.no_grad():
-            for k in params:
-                g = grads[k]
-                if second is not None:  # Adam
-                    velocity[k] = beta1 * velocity[k] + (1 - beta1) * g
-                    second[k] = beta2 * second[k] + (1 - beta2) * g * g
-                    m_hat = velocity[k] / (1 - beta1 ** (t + 1))
-                    v_hat = second[k] / (1 - beta2 ** (t + 1))
-                    g = m_hat / (v_hat.sqrt() + adam_eps)
-                elif velocity is not None:
-                    velocity[k] = momentum * velocity[k] + g
-                    g = velocity[k]
-                params[k] = params[k] - lr_t.view(R, *([1] * (g.ndim - 1))) * g
-    with torch.no_grad():
-        losses.append(torch.vmap(run_loss, in_dims=in_dims)(params, buffers, *data))
-    trained = []
-    for r in range(R):
-        m = copy.deepcopy(models[r])
-        with torch.no_grad():
-            for name, p in m.named_parameters():
-                p.copy_(params[name][r])
-        trained.append(m)
-    return torch.stack(losses), trained
+    return train_ensemble(
+        models,
+        loss,
+        data,
+        lr=lr,
+        steps=steps,
+        momentum=momentum,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        data_per_run=data_per_run,
+        generator=generator,
+        record_every=record_every,
+        **options,
+    )

@@ -466,7 +466,7 @@ def test_lenet_sizes_init_and_inputs():
     conv2 = net[5]
     # LeCun-normal: variance 1/fan_in = 1/54 for 2,304 weights; the sample variance is within 10% (6 sigma ~ 18%/3)
     assert abs(conv2.weight.var().item() * 54 - 1) < 0.1
-    assert all(float(m.bias.abs().max()) == 0 for m in net if hasattr(m, "bias") and m.bias is not None)
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in net if hasattr(m, "bias") and m.bias is not None)
     assert lenet(dtype=torch.float32)[2].weight.dtype == torch.float32
     with pytest.raises(ValueError, match="image_size must be a positive multiple of 4"):
         lenet(image_size=6)

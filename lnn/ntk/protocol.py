@@ -3,13 +3,14 @@ decaying step, for a network and, in function space, for its linearization."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..threads import limit_threads
+from ..training import SCHEDULES, minibatches, train_ensemble
 from .diagnostics import check_gram, check_target
 
 __all__ = ["minibatches", "train_binary", "kernel_train_binary"]
@@ -19,42 +20,8 @@ __all__ = ["minibatches", "train_binary", "kernel_train_binary"]
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def minibatches(n: int, batch_size: int, steps: int, seed: int = 0) -> list[Tensor]:
-    """The index sets of ``steps`` minibatches over ``n`` examples: a fresh seeded permutation each epoch, cut into
-    batches of ``batch_size`` (the last one of an epoch may be smaller). :func:`train_binary` and
-    :func:`kernel_train_binary` use the same list for the same ``seed``, so a network and its linearization see the
-    same batches in the same order."""
-    for name, v in (("n", n), ("batch_size", batch_size)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    gen = torch.Generator().manual_seed(int(seed))
-    out: list[Tensor] = []
-    while len(out) < steps:
-        perm = torch.randperm(int(n), generator=gen)
-        out.extend(list(perm.split(int(batch_size)))[: steps - len(out)])
-    return out
-
-
-@contextlib.contextmanager
-def _num_threads(n: int | None):
-    """Run a block with ``n`` intra-op threads (``None``: leave torch's setting), restoring the old count."""
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"num_threads must be a positive integer or None, got {n!r}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _step_size(lr: float, s: int, steps: int) -> float:
-    return lr * (1.0 - s / steps)  # linear decay to 0 over the run
+    return lr * SCHEDULES["linear"](s, steps)  # linear decay to 0 over the run
 
 
 def _check_protocol(steps: int, lr: float, momentum: float) -> None:
@@ -87,39 +54,57 @@ def train_binary(
     .. math:: v \\leftarrow \\mu v + \\nabla_\\theta L_{B_s}(\\theta), \\qquad \\theta \\leftarrow \\theta - \\eta_s v,
               \\qquad \\eta_s = \\eta\\,(1 - s / S),
 
-    for ``s = 0, ..., S - 1`` (``torch.optim.SGD``). Works for networks and for :class:`LinearizedModel`.
+    for ``s = 0, ..., S - 1`` (the update of ``torch.optim.SGD``), with the minibatches of
+    :func:`lnn.training.minibatches`. It is one run of :func:`lnn.training.train_ensemble` (``schedule="linear"``),
+    whose final parameters are written back into ``model``; to train several seeds or step sizes at once, call
+    that function with several models. Works for networks and for :class:`LinearizedModel`.
     ``callback(s)`` runs after ``s`` steps for each ``s`` in ``checkpoints`` (``0`` = before training).
-    ``num_threads`` sets torch's thread count during training (restored after): small models train several
-    times faster on one thread, where each step is dominated by synchronization overhead.
+    ``num_threads`` sets torch's thread count during training (restored after, :func:`lnn.threads.limit_threads`):
+    small models train several times faster on one thread, where each step is dominated by synchronization.
     Returns the minibatch losses, shape ``(steps,)``.
     """
     _check_protocol(steps, lr, momentum)
     if not isinstance(X, Tensor) or X.ndim < 2:
         raise ValueError(f"X must be a tensor of shape (n, *input_shape), got {getattr(X, 'shape', type(X).__name__)}")
-    with _num_threads(num_threads):
+    with limit_threads(num_threads):
         return _train_binary(model, X, y, steps, batch_size, lr, momentum, seed, checkpoints, callback)
+
+
+def _bce_logits(f, X: Tensor, y: Tensor) -> Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(f(X).reshape(-1), y)
 
 
 def _train_binary(model, X, y, steps, batch_size, lr, momentum, seed, checkpoints, callback) -> Tensor:
     y = check_target(y, X.shape[0], "y")
     if y.dtype != X.dtype:
         y = y.to(X.dtype)
-    wanted = set(int(c) for c in checkpoints)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    losses = torch.empty(steps, dtype=X.dtype)
-    if callback is not None and 0 in wanted:
-        callback(0)
-    for s, idx in enumerate(minibatches(X.shape[0], batch_size, steps, seed)):
-        for group in opt.param_groups:
-            group["lr"] = _step_size(lr, s, steps)
-        loss = nn.functional.binary_cross_entropy_with_logits(model(X[idx]).reshape(-1), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses[s] = loss.detach()
-        if callback is not None and s + 1 in wanted:
-            callback(s + 1)
-    return losses
+    wanted = sorted({int(c) for c in checkpoints})
+    named = list(model.named_parameters())
+
+    def write_back(params: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(params[name][0])
+
+    def at_checkpoint(s: int, params: dict[str, Tensor]) -> None:
+        write_back(params)
+        callback(s)
+
+    result = train_ensemble(
+        [model],
+        _bce_logits,
+        [X, y],
+        lr=lr,
+        steps=steps,
+        momentum=momentum,
+        schedule="linear",
+        batch_size=min(int(batch_size), X.shape[0]),
+        seed=seed,
+        checkpoints=wanted if callback is not None else (),
+        callback=at_checkpoint if callback is not None else None,
+    )
+    write_back({name: p.detach()[None] for name, p in zip((n for n, _ in named), result.models[0].parameters())})
+    return result.step_losses[:, 0]
 
 
 def kernel_train_binary(
@@ -166,7 +151,7 @@ def kernel_train_binary(
     Y = (y[:, None] if single else y).to(K.dtype)
     alpha = torch.zeros_like(Y)
     velocity: Tensor | None = None
-    with _num_threads(num_threads):
+    with limit_threads(num_threads):
         for s, idx in enumerate(minibatches(n, batch_size, steps, seed)):
             logits = f0[idx, None] + K[idx] @ alpha
             grad = torch.zeros_like(alpha)
