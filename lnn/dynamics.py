@@ -39,16 +39,14 @@ from .tasks import as_value_and_grad
 from .tensor import CPProduct
 from .theory import EndToEndRule
 
+# Defined here. FactorProduct, EndToEndRule, CPProduct and as_value_and_grad live with their math (lnn.network,
+# lnn.theory, lnn.tensor, lnn.tasks) and stay importable from this module too.
 __all__ = [
     "Parametrization",
-    "FactorProduct",
-    "EndToEndRule",
-    "CPProduct",
     "Trajectory",
     "gradient_descent",
     "end_to_end_descent",
     "gradient_flow",
-    "as_value_and_grad",
 ]
 
 Recorder = Callable[[Tensor, list[Tensor]], Tensor]

@@ -391,7 +391,7 @@ def nuclear_norm_completion(
     iterations: int = 3000,
     tol: float | None = None,
 ) -> Tensor:
-    """The minimum-nuclear-norm completion ``argmin ||X||_* s.t. X_Omega = T_Omega`` by ADMM
+    """The minimum-nuclear-norm completion ``argmin ||X||_*`` subject to ``X_Omega = T_Omega``, by ADMM
     (chapter *Implicit bias*, the baseline of deep matrix completion).
 
     Splitting ``X = Z`` with ``Z`` feasible, each iteration does

@@ -53,7 +53,9 @@ def _letters(order: int) -> tuple[str, str]:
 
 
 def cp_tensor(factors: Sequence[Tensor]) -> Tensor:
-    """``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``.
+    """The tensor of a CP factorization.
+
+    ``W = sum_r a_r^(1) ⊗ ... ⊗ a_r^(N)`` for factors ``A^(n)`` of shape ``(..., d_n, R)``.
 
     Defined in :prf:ref:`ib-def-cp`.
 
@@ -74,8 +76,9 @@ def _cp_tensor(factors: Sequence[Tensor]) -> Tensor:
 
 
 def cp_factor_gradients(factors: Sequence[Tensor], G: Tensor) -> list[Tensor]:
-    """Gradients of ``ell(cp_tensor(A))`` with respect to each ``A^(n)`` given ``G = nabla ell``:
-    ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``.
+    """Gradients of the loss of a CP tensor with respect to each factor matrix.
+
+    Given ``G = nabla ell`` at ``cp_tensor(A)``: ``dA^(n)_{i r} = sum G_{.. i ..} prod_{m != n} A^(m)_{i_m r}``.
 
     The dynamics of :prf:ref:`ib-prop-component`.
 

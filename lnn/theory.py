@@ -359,7 +359,7 @@ def loop_integral(
     radius: float,
     segments: int = 2000,
 ) -> float:
-    """Circulation ``oint F . dW`` of a vector field around the circle
+    """Circulation ``oint <F, dW>`` of a vector field around the circle
     ``W(theta) = center + radius (cos theta E_1 + sin theta E_2)``, by the midpoint rule with ``segments`` pieces
     (error ``O(segments^-2)``). ``field`` must accept a batch of points (leading dimension), as
     :func:`end_to_end_field` does. It vanishes for every loop iff ``F`` is a gradient field, so a nonzero value shows
