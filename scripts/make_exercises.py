@@ -351,24 +351,47 @@ def _checker_statements(text: str, ctx: Context, index: int) -> tuple[list[str],
     return calls, not other
 
 
-def _otter_test(statements: list[str], qname: str, k: int) -> nbformat.NotebookNode:
-    """An exception-based otter test: a function of the names the checker calls read, and a call to it. otter
-    passes each parameter from the graded notebook's global variables of the same name."""
+# The hidden tests import the checkers afresh: the graded notebook runs in the same process, and it may have replaced
+# ``chk.check_...`` or anything else in the modules it imported. Every ``lnn`` and ``lnn_course`` module is taken out of
+# ``sys.modules`` while ``lnn_course.checkers`` is imported again from the installed files, then the notebook's modules
+# are put back: the test holds checkers (and an ``lnn``) that the submission never touched.
+FRESH_CHECKERS = """\
+import importlib as _importlib, sys as _sys
+_ours = lambda name: name.split(".")[0] in ("lnn", "lnn_course")
+_saved = {name: _sys.modules.pop(name) for name in list(_sys.modules) if _ours(name)}
+try:
+    chk = _importlib.import_module("lnn_course.checkers")
+finally:
+    for name in [name for name in _sys.modules if _ours(name)]:
+        del _sys.modules[name]
+    _sys.modules.update(_saved)"""
+
+
+def _otter_test(statements: list[str], qname: str, k: int, points: float) -> nbformat.NotebookNode:
+    """A hidden exception-based otter test: a function of the names the checker call reads (otter passes each from the
+    graded notebook's global variables), which imports the checkers afresh (FRESH_CHECKERS) and calls them."""
     code = "\n".join(statements)
-    params = sorted(_loads(ast.parse(code)) - set(dir(builtins)))
-    body = "\n".join("    " + line if line.strip() else line for line in code.split("\n"))
+    params = sorted(_loads(ast.parse(code)) - set(dir(builtins)) - {"chk"})
+    body = "\n".join("    " + line if line.strip() else line for line in (FRESH_CHECKERS + "\n" + code).split("\n"))
     fname = f"test_{qname}_{k}"
-    return nbformat.v4.new_code_cell(f"def {fname}({', '.join(params)}):\n{body}\n\n{fname}({', '.join(params)})")
+    config = f'""" # BEGIN TEST CONFIG\npoints: {points:g}\nhidden: true\n""" # END TEST CONFIG'
+    return nbformat.v4.new_code_cell(f"{config}\n\ndef {fname}({', '.join(params)}):\n{body}")
 
 
-def otter_master(source: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
-    """An otter-grader master notebook with the same content, one question per exercise."""
+POINTS_PER_CHECK = 1  # each checker call is one hidden test worth this many points
+POINTS_PER_DERIVATION = 1  # a pure derivation is a manual question
+
+
+def otter_master(source: nbformat.NotebookNode, path: Path, *, requirements: str | None = None,
+                 files: list[str] | None = None) -> nbformat.NotebookNode:
+    """An otter-grader master notebook with the same content, one question per exercise; ``requirements`` (a file
+    name next to the master) and ``files`` (paths relative to it, e.g. the lnn wheel) go into its autograder."""
     ctx = Context(path, chapter_of(path))
     src = copy.deepcopy(source)
-    config = "\n".join([
+    lines = [
         "# ASSIGNMENT CONFIG",
         f"name: {path.stem}",
-        "init_cell: true",
+        "init_cell: false",
         "check_all_cell: false",
         "export_cell: false",
         "run_tests: true",
@@ -377,10 +400,13 @@ def otter_master(source: nbformat.NotebookNode, path: Path) -> nbformat.Notebook
         "tests:",
         "  files: false",
         "  ok_format: false",
-        "generate:",
-        "  pdf: false",
-        "  zips: false",
-    ])
+    ]
+    if requirements:
+        lines += [f"requirements: {requirements}", "overwrite_requirements: false"]
+    if files:
+        lines += ["files:"] + [f"  - {f}" for f in files]
+    lines += ["python_version: '3.11'", "generate:", "  pdf: false", "  zips: false"]
+    config = "\n".join(lines)
     cells = [_raw(config)]
     question: str | None = None
     has_markdown_answer = False
@@ -394,7 +420,8 @@ def otter_master(source: nbformat.NotebookNode, path: Path) -> nbformat.Notebook
         else:
             # a pure derivation is graded by hand (manual); an exercise with checkers is autograded by them
             manual = has_markdown_answer and not tests
-            header = f"# BEGIN QUESTION\nname: {question}\npoints: 1" + ("\nmanual: true" if manual else "")
+            points = POINTS_PER_DERIVATION if manual else POINTS_PER_CHECK * len(tests)
+            header = f"# BEGIN QUESTION\nname: {question}\npoints: {points:g}" + ("\nmanual: true" if manual else "")
             block = [_raw("# BEGIN TESTS"), *tests, _raw("# END TESTS")] if tests else []
             cells.extend([_raw(header), *body, *block, _raw("# END QUESTION")])
         body, tests = [], []
@@ -420,7 +447,8 @@ def otter_master(source: nbformat.NotebookNode, path: Path) -> nbformat.Notebook
             continue
         if cell.cell_type == "code" and question is not None and CHECKER_CALL.search(text):
             calls, only_checks = _checker_statements(text, ctx, index)
-            tests.append(_otter_test(calls, question, len(tests)))
+            for call in calls:  # one hidden test (and point) per checker call
+                tests.append(_otter_test([call], question, len(tests), POINTS_PER_CHECK))
             if only_checks:
                 continue  # otter shows grader.check("...") in its place
         body.append(cell)
@@ -431,6 +459,119 @@ def otter_master(source: nbformat.NotebookNode, path: Path) -> nbformat.Notebook
     src.nbformat, src.nbformat_minor = 4, 4
     src.metadata.pop("lnn_exercises", None)
     return src
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# make assign: otter-grader autograders and the student bundle
+# ----------------------------------------------------------------------------------------------------------------
+# What grading and the students' notebooks import, pinned as in requirements.txt (torch from PyTorch's CPU index: the
+# plain PyPI wheel for Linux is the multi-GB CUDA build).
+RUNTIME = ("torch", "numpy", "scipy", "matplotlib", "tqdm", "scikit-learn", "threadpoolctl", "joblib")
+TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+AUTOGRADER_SOURCE = "/autograder/source"  # where Gradescope and `otter grade` unpack an autograder zip
+STUDENT_README = """\
+Exercise notebooks for "Linear Neural Networks: Executable Lecture Notes"
+=========================================================================
+
+This bundle holds the student notebooks (no solutions), the book's Python package as a wheel ({wheel}: the library
+`lnn` and the exercise checkers `lnn_course`) and the pinned requirements. With Python 3.11:
+
+    python3.11 -m venv .venv
+    .venv/bin/pip install -r requirements.txt
+    .venv/bin/jupyter lab
+
+Open a notebook, choose "Run all", and fill in every cell that says "not yet implemented"; the cell below each one
+checks your answer. Hand in the .ipynb files you worked in, with their names unchanged.
+"""
+
+
+def _pins(names: tuple[str, ...], requirements: Path = ROOT / "requirements.txt") -> list[str]:
+    pins = {}
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line.strip())
+        if match:
+            pins[match.group(1).lower()] = match.group(0)
+    missing = [n for n in names if n not in pins]
+    if missing:
+        raise ExerciseSourceError(f"requirements.txt pins none of {missing}")
+    return [pins[n] if n != "torch" else pins[n] + "+cpu" for n in names]
+
+
+def build_wheel(dest: Path) -> Path:
+    """The wheel of this checkout (lnn and lnn_course), built from a copy so that no build/ folder lands in the
+    repository; no network (the venv's setuptools builds it)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, Path(tmp) / name)
+        for package in ("lnn", "lnn_course"):
+            shutil.copytree(ROOT / package, Path(tmp) / package, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--wheel-dir", str(dest), tmp], check=True)
+    wheels = sorted(dest.glob("lnn-*.whl"))
+    if len(wheels) != 1:
+        raise ExerciseSourceError(f"expected one lnn wheel in {dest}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+def assign(out: Path, stems: list[str] | None = None, *, run_tests: bool = True, source_dir: Path = SOURCE_DIR) -> dict:
+    """``make assign``: from the sources with solutions, write into ``out``
+
+    * ``autograder/NN_name.zip``: one otter-grader autograder per notebook, with hidden tests (one per checker call,
+      one point each, importing the checkers afresh), an environment that installs the pinned torch (CPU), numpy, ...
+      and this checkout's wheel shipped inside the zip (``files/dist/lnn-*.whl``);
+    * ``student/``: the student notebooks (placeholders, no solutions), the wheel, ``requirements.txt`` and a
+      README, also zipped as ``lnn-exercises-student.zip``: all a student needs, without the repository;
+    * ``master/``: the otter master notebooks and ``otter/``: otter assign's own output (kept for inspection).
+
+    ``otter assign`` runs each solution notebook against its tests unless ``run_tests`` is False."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    otter = Path(sys.executable).parent / "otter"
+    master, autograder, student = out / "master", out / "autograder", out / "student"
+    for d in (master, autograder, student, out / "otter"):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    wheel = build_wheel(master / "dist")
+    pins = _pins(RUNTIME)
+    (master / "requirements.txt").write_text(
+        "\n".join([TORCH_CPU_INDEX, *pins, f"{AUTOGRADER_SOURCE}/files/dist/{wheel.name}"]) + "\n", encoding="utf-8")
+    chosen = [p for p in sources(source_dir) if stems is None or p.stem in stems or p.stem[:2] in stems]
+    if not chosen:
+        raise ExerciseSourceError(f"no source notebook matches {stems}")
+    zips = {}
+    for p in chosen:
+        nb = otter_master(read_notebook(p), p, requirements="requirements.txt", files=[f"dist/{wheel.name}"])
+        (master / p.name).write_text(dumps(nb), encoding="utf-8")
+        cmd = [str(otter), "assign", p.name, str((out / "otter" / p.stem).resolve())]
+        subprocess.run(cmd + ([] if run_tests else ["--no-run-tests"]), cwd=master, check=True,
+                       stdout=subprocess.DEVNULL)
+        made = sorted((out / "otter" / p.stem / "autograder").glob("*-autograder_*.zip"))
+        if len(made) != 1:
+            raise ExerciseSourceError(f"otter assign made {len(made)} autograder zips for {p.name}")
+        zips[p.stem] = autograder / f"{p.stem}.zip"
+        shutil.copy(made[0], zips[p.stem])
+        print(f"wrote {zips[p.stem]}")
+    # the student bundle: our student edition (placeholders that say "not yet implemented"), not otter's
+    texts = build(source_dir)
+    for p in chosen:
+        (student / p.name).write_text(texts[Path(p.name)], encoding="utf-8")
+    shutil.copy(wheel, student / wheel.name)
+    (student / "requirements.txt").write_text(
+        "\n".join([TORCH_CPU_INDEX, *pins, _pins(("jupyterlab",))[0], f"./{wheel.name}"]) + "\n", encoding="utf-8")
+    (student / "README.txt").write_text(STUDENT_README.format(wheel=wheel.name), encoding="utf-8")
+    bundle = out / "lnn-exercises-student.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(student.iterdir()):
+            zf.write(f, arcname=f"lnn-exercises/{f.name}")
+    print(f"wrote {bundle}")
+    return {"autograders": zips, "student": bundle, "wheel": wheel}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -467,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed stub is out of date")
     parser.add_argument("--otter", type=Path, metavar="DIR", help="also write otter-grader master notebooks into DIR")
+    parser.add_argument("--assign", type=Path, metavar="DIR", help="make assign: autograder zips and the student "
+                        "bundle into DIR (otter-grader assign; see book/exercises.md)")
+    parser.add_argument("--only", nargs="*", metavar="NN", help="with --assign: only these notebooks (01 or 01_name)")
+    parser.add_argument("--no-run-tests", action="store_true", help="with --assign: do not run the solutions "
+                        "against the tests")
     parser.add_argument("--source", type=Path, default=SOURCE_DIR, help="folder of source notebooks")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for the student notebooks")
     args = parser.parse_args(argv)
@@ -484,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             if old != text:
                 target.write_text(text, encoding="utf-8")
                 print(f"wrote {target}")
+        if args.assign:
+            assign(args.assign, args.only, run_tests=not args.no_run_tests, source_dir=args.source)
         if args.otter:
             args.otter.mkdir(parents=True, exist_ok=True)
             for p in sources(args.source):
