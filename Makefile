@@ -8,6 +8,8 @@
 #   make static    fetch the offline browser assets (MathJax, widgets; axe-core for the browser test) only
 #   make seeds     execute every chapter under the alternate seeds SEEDS (default 1-5), print a pass table
 #   make bench     print the speed figures of lnn (benchmarks/, not timed tests)
+#   make assign    exercise autograders (otter-grader) and the student bundle into _build/assign (book/exercises.md)
+#   make grade SUBMISSIONS=dir/   grade submitted exercise notebooks offline into dir/grades.csv
 #   make clean     remove build outputs and artifacts/ (keeps .venv; `make distclean` removes it too)
 #
 # Needs python3.11, make and npm; Chromium (Debian package `chromium`) for the browser checks of
@@ -47,7 +49,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-.PHONY: book test student print static venv bench seeds clean distclean
+.PHONY: book test student print static venv bench seeds clean distclean assign grade
 
 venv: $(STAMP)
 
@@ -106,6 +108,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dynamics.py --n 32
 	$(BIN)/python benchmarks/bench_ntk.py
 	$(BIN)/python benchmarks/bench_book.py
+
+# Exercises for credit (book/exercises.md): from exercises/source (the one source with solutions), otter-grader
+# autograder zips with hidden tests and an environment that installs the pinned torch and this checkout's wheel,
+# plus the student bundle (notebooks without solutions, the wheel, requirements.txt). `make grade` runs otter's local
+# grading (no Docker) on every notebook under SUBMISSIONS and writes SUBMISSIONS/grades.csv.
+ASSIGN_DIR ?= _build/assign
+assign: $(STAMP)
+	$(BIN)/python scripts/make_exercises.py --assign $(ASSIGN_DIR)
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/  (after make assign)"; exit 2; }
+	$(BIN)/python scripts/grade_exercises.py $(SUBMISSIONS) --autograders $(ASSIGN_DIR)/autograder \
+	  --out $(SUBMISSIONS)/grades.csv --details $(SUBMISSIONS)/grades-details.json
 
 clean:
 	rm -rf _build .jupyter_cache book/.ipynb_checkpoints .pytest_cache artifacts
