@@ -36,7 +36,7 @@ from ._checks import check_floating, check_nonnegative_int, check_positive
 from .metrics import balancedness
 from .network import FactorProduct
 from .tasks import as_value_and_grad
-from .tensor import CPProduct
+from .tensor import CPProduct as CPProduct  # re-exported: lnn.dynamics.CPProduct keeps working
 from .theory import EndToEndRule
 
 # Defined here. FactorProduct, EndToEndRule, CPProduct and as_value_and_grad live with their math (lnn.network,

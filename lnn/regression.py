@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ._checks import check_matrix, check_positive
-from .tasks import DivergenceGuard, LpRegression  # DivergenceGuard lives with the objectives; re-exported here
+from .tasks import DivergenceGuard as DivergenceGuard  # it lives with the objectives; re-exported here
+from .tasks import LpRegression
 
 __all__ = [
     "lp_regression_minimum",

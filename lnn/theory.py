@@ -256,7 +256,7 @@ def singular_value_velocity(W: Tensor, G: Tensor, depth: int) -> Tensor:
     for the thin SVD of ``W`` (chapter *Optimization*). Returns ``(..., min(d_N, d_0))`` in the order of
     ``torch.linalg.svd`` (descending singular values).
 
-    Derived in :prf:ref:`thm-opt-singular`; used again in :prf:ref:`ib-thm-sv`.
+    Derived in :prf:ref:`thm-opt-singular`; the incremental learning of :doc:`/book/03_implicit_bias` follows from it.
 
     Examples
     --------
@@ -285,7 +285,7 @@ def singular_value_closed_form(sigma0: Tensor | float, g: Tensor | float, depth:
 
     ``g = -<nabla ell, u v^T>``; arguments broadcast.
 
-    Derived in :prf:ref:`ib-prop-closed-form`.
+    The solution :eq:`eq-opt-sv-closed` of :prf:ref:`thm-opt-singular` under a frozen gradient.
 
     Examples
     --------
@@ -307,7 +307,7 @@ def blowup_time(sigma0: Tensor | float, g: Tensor | float, depth: int) -> Tensor
     """Finite escape time ``t* = sigma_0^{-(N-2)/N} / ((N-2) g)`` of the singular-value ODE for ``N >= 3`` and
     ``g > 0`` (chapter *Implicit bias*); ``inf`` for ``N <= 2`` or ``g <= 0``.
 
-    Derived in :prf:ref:`ib-prop-closed-form`.
+    The solution :eq:`eq-opt-sv-closed` of :prf:ref:`thm-opt-singular` under a frozen gradient.
 
     Examples
     --------
