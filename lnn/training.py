@@ -138,6 +138,19 @@ def _per_run(value, R: int, name: str, like: Tensor, allow_zero: bool) -> Tensor
     return t
 
 
+def _single_run_step(run_loss: Callable[..., Tensor], data_per_run: bool) -> Callable:
+    """``grad_and_value`` of one run's loss by ordinary autograd, with the stacked layout (leading dimension 1)."""
+
+    def step(params: dict[str, Tensor], buffers: dict[str, Tensor], *batch: Tensor):
+        p = {k: v[0].detach().requires_grad_(True) for k, v in params.items()}
+        b = {k: v[0] for k, v in buffers.items()}
+        value = run_loss(p, b, *[d[0] for d in batch] if data_per_run else batch)
+        grads = torch.autograd.grad(value, list(p.values()))
+        return {k: g[None] for k, g in zip(p, grads)}, value.detach()[None]
+
+    return step
+
+
 def train_ensemble(
     models: Sequence[nn.Module],
     loss: Callable[..., Tensor],
@@ -268,7 +281,10 @@ def train_ensemble(
         return value if penalty is None else value + penalty(p)
 
     in_dims = (0, 0) + (0 if data_per_run else None,) * len(data)
-    step_fn = torch.vmap(torch.func.grad_and_value(run_loss), in_dims=in_dims)
+    if R == 1:  # one run: plain autograd, which has less per-operation overhead than the torch.func transforms
+        step_fn = _single_run_step(run_loss, data_per_run)
+    else:
+        step_fn = torch.vmap(torch.func.grad_and_value(run_loss), in_dims=in_dims)
     stateful = momentum > 0 or optimizer == "adam"
     velocity = {k: torch.zeros_like(v) for k, v in params.items()} if stateful else None
     second = {k: torch.zeros_like(v) for k, v in params.items()} if optimizer == "adam" else None
