@@ -14,9 +14,15 @@ Every checker is deterministic: its random cases come from fixed seeds, so a fai
 
 Examples
 --------
->>> import lnn, lnn.checkers as chk
->>> chk.check_balancedness_gaps(lnn.balancedness_gaps)  # doctest: +ELLIPSIS
+>>> import torch, lnn, lnn_course.checkers as chk
+>>> def balancedness_gaps(factors):
+...     return [b.T @ b - a @ a.T for a, b in zip(factors[:-1], factors[1:])]
+>>> chk.check_balancedness_gaps(balancedness_gaps)  # doctest: +ELLIPSIS
 ✓ Exercise 2.1: balancedness_gaps ...
+>>> chk.check_balancedness_gaps(lnn.balancedness_gaps)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+lnn_course.checkers.ExerciseCheckError: Exercise 2.1 (balancedness_gaps): lnn.metrics.balancedness_gaps is not available ...
 """
 
 from __future__ import annotations
