@@ -131,3 +131,24 @@ def test_grading_three_submissions(assigned, tmp_path):
     assert "lnn.network.factor_gradients is not available" in report["exercise_1_2"]["output"]
     assert "autograd" in report["exercise_1_3"]["output"]
     assert "not yet implemented" in json.loads(details.read_text())["bob/" + NAME]["exercise_1_2"]["output"]
+
+
+def test_fresh_checkers_ignore_a_patched_module():
+    """What the hidden tests rely on, in-process: a notebook that patches ``chk.check_*`` changes the module it
+    imported, not the one FRESH_CHECKERS imports; the notebook's modules are put back afterwards."""
+    import lnn
+    import lnn_course.checkers as chk
+
+    mk = _load("make_exercises")
+    saved = chk.check_effective_rank
+    chk.check_effective_rank = lambda fn: print("✓ Exercise 3.2: effective_rank passed")  # the spoof
+    try:
+        namespace: dict = {}
+        exec(mk.FRESH_CHECKERS, namespace)  # noqa: S102 - the hidden tests' own prologue
+        fresh = namespace["chk"]
+        assert fresh is not chk and fresh.check_effective_rank is not chk.check_effective_rank
+        with pytest.raises(AssertionError, match="lnn.metrics.effective_rank is not available"):
+            fresh.check_effective_rank(lambda W: lnn.effective_rank(W))  # the notebook's lnn, not the fresh one
+        assert sys.modules["lnn_course.checkers"] is chk and sys.modules["lnn"] is lnn
+    finally:
+        chk.check_effective_rank = saved
