@@ -1172,7 +1172,7 @@ def check_empirical_ntk(fn: Callable[..., Tensor], label: str = "Exercise 5.1") 
             _fail(label, name, "your function changed the model's parameters; computing a kernel must not")
         if tuple(K12.shape) != (5, 4):
             _fail(label, name, _shape_message("with 5 points in x1 and 4 in x2 your K", tuple(K12.shape), (5, 4), "K") +
-                  " K[i, k] pairs x1[i] with x2[k], so it is (n1, n2)")
+                  ": K[i, k] pairs x1[i] with x2[k], so it is (n1, n2)")
         truth = _reference_ntk(model, x1, x2)
         err = _rel(K12, truth)
         if err > 1e-8:
