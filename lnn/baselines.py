@@ -87,6 +87,14 @@ def min_l1_nonnegative(A: Tensor, y: Tensor) -> Tensor:
     ------
     ValueError
         Bad shapes, or a linear program without a nonnegative solution.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.baselines import min_l1_nonnegative
+    >>> A = torch.tensor([[1.0, 1.0, 2.0]], dtype=torch.float64)
+    >>> min_l1_nonnegative(A, torch.tensor([2.0], dtype=torch.float64)).tolist()  # the cheapest way to reach 2
+    [0.0, 0.0, 1.0]
     """
     from scipy.optimize import linprog
 

@@ -175,6 +175,14 @@ def ht_gaussian_factors(
         ``R_1..R_L`` (one per level; an int for all levels).
     scale
         Standard deviation of every entry.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.hierarchical import ht_gaussian_factors, ht_tensor
+    >>> params = ht_gaussian_factors([2, 3, 2, 3], 4, 0.1, generator=torch.Generator().manual_seed(0))
+    >>> len(params), tuple(ht_tensor(params).shape)  # 4 leaf weights, 2 node weights, the output weight
+    (7, (2, 3, 2, 3))
     """
     dims = [int(d) for d in dims]
     L = ht_num_levels(len(dims))
@@ -210,6 +218,14 @@ def ht_local_component_norms(params: Sequence[Tensor]) -> list[Tensor]:
     local components at a node bounds the rank of the matricization that splits that node's modes from the rest.
 
     The local components of :prf:ref:`ib-def-htf`, learned incrementally by :prf:ref:`ib-prop-local`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.hierarchical import ht_gaussian_factors, ht_local_component_norms
+    >>> params = ht_gaussian_factors([2, 2, 2, 2], 3, 0.1, generator=torch.Generator().manual_seed(0))
+    >>> [tuple(n.shape) for n in ht_local_component_norms(params)]
+    [(2, 3), (1, 3)]
     """
     levels, output, _ = _split(params)
     parents = levels[1:] + [[output]]

@@ -23,6 +23,14 @@ def use_book_style() -> None:
     cycle, a grid, and a size that fits the page.
 
     The style of every figure in :doc:`/book/01_preliminaries` and after.
+
+    Examples
+    --------
+    >>> import matplotlib as mpl
+    >>> from lnn.plotting import use_book_style
+    >>> use_book_style()
+    >>> mpl.rcParams["axes.grid"]
+    True
     """
     mpl.rcParams.update(
         {
@@ -65,6 +73,13 @@ def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (2.6, 2.2)
     ``n`` used panels (the rest are hidden). Used for the static counterparts of the widget explorers.
 
     The panels of :doc:`/book/03_implicit_bias`.
+
+    Examples
+    --------
+    >>> from lnn.plotting import panel_grid
+    >>> fig, axes = panel_grid(5, ncols=3)
+    >>> len(axes), len(fig.axes), sum(ax.get_visible() for ax in fig.axes)
+    (5, 6, 5)
     """
     nrows = math.ceil(n / ncols)
     cols = min(n, ncols)

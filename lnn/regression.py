@@ -188,6 +188,15 @@ def best_over_step_sizes(iterations: Tensor, step_sizes: Tensor | Sequence[float
     Ties go to the smaller step size. Chapter *Optimization* tunes the step size per depth this way.
 
     The tuning of :ref:`opt-acceleration`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lnn.regression import best_over_step_sizes
+    >>> iterations = torch.tensor([[40, 30], [20, -1], [25, 10], [-1, -1]])  # 4 step sizes x 2 depths
+    >>> best, lr, at_edge = best_over_step_sizes(iterations, [0.1, 0.2, 0.4, 0.8])
+    >>> best.tolist(), lr.tolist(), at_edge.tolist()
+    ([20, 10], [0.2, 0.4], [False, False])
     """
     if not isinstance(iterations, Tensor):
         raise ValueError("iterations must be a tensor (as returned by iterations_to_target)")
