@@ -12,12 +12,19 @@ function's docstring gives the equation it implements and the chapter that deriv
 * :mod:`lnn.plotting`: the book's figure style (loaded on first use; it needs matplotlib).
 
 Chapter-specific toolboxes are submodules, loaded on first use (``lnn.ntk.empirical_ntk`` works after
-``import lnn``): :mod:`lnn.regression` (l_p regression baselines), :mod:`lnn.baselines` (minimum-norm and
+``import lnn``): :mod:`lnn.regression` (l_p regression bookkeeping), :mod:`lnn.baselines` (minimum-norm and
 minimum-l1 solutions), :mod:`lnn.hierarchical` (hierarchical tensor factorization), :mod:`lnn.layers`
 (overparameterized layers), :mod:`lnn.locality` (locality and entanglement tools), :mod:`lnn.ntk` (empirical NTK
-and linearization) and :mod:`lnn.checkers` (the exercise checkers).
+and linearization), :mod:`lnn.training` (many small networks trained at once), :mod:`lnn.explorer` (the
+interactive explorers) and others. Course material (the exercise checkers) lives outside the library.
 
-Tensors default to float64, the precision in which the book checks theorems.
+The module graph flows one way (``tests/test_import_graph.py``): private validation helpers, then the models and
+objectives, the closed-form theory, the training driver, the toolboxes, and this flat namespace on top.
+
+Tensors default to float64, the precision in which the book checks theorems. Bad input raises at the door:
+:class:`TypeError` for the wrong kind of object (a numpy array, an integer tensor, mismatched dtypes or devices),
+:class:`ValueError` for a wrong value (shape, sign, NaN or infinity), :class:`FloatingPointError` for a run that
+diverges.
 """
 
 from .dynamics import Parametrization, Trajectory, end_to_end_descent, gradient_descent, gradient_flow
@@ -119,7 +126,21 @@ __all__ = [
 ]
 
 # Loaded on first access: the chapter toolboxes, and the figure style (so `import lnn` needs no matplotlib).
-_SUBMODULES = {"plotting", "regression", "baselines", "hierarchical", "layers", "locality", "ntk", "checkers", "explorer"}
+_SUBMODULES = {
+    "plotting",
+    "regression",
+    "baselines",
+    "hierarchical",
+    "layers",
+    "locality",
+    "ntk",
+    "explorer",
+    "training",
+    "threads",
+    "anisotropy",
+    "tutorial_cnn",
+    "checkers",  # moved to lnn_course; resolves only while a compatibility module lnn/checkers.py exists
+}
 
 
 def __getattr__(name: str):
