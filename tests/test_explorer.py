@@ -143,3 +143,33 @@ def test_explore_shows_sliders_in_live_mode(monkeypatch):
     sliders[0].value = 3  # moving a slider redraws with the new value
     assert calls[-1] == (3, 1.0)
     assert not plt.get_fignums()
+
+
+def test_mode_in_a_real_kernel():
+    """A kernel without LNN_EXPLORER (a person's notebook) shows widgets; with LNN_EXPLORER=static, the bundle."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    source = (
+        "import matplotlib.pyplot as plt\n"
+        "from lnn.explorer import explore\n"
+        "def render(a):\n"
+        "    fig, ax = plt.subplots(figsize=(2, 1.5)); ax.plot([0, a]); return fig\n"
+        "explore(render, {'a': [1, 2]}, alt='a line up to {a}')\n"
+    )
+    kinds = {}
+    for mode in ("", "static"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        env = {k: v for k, v in os.environ.items() if k != "LNN_EXPLORER"}
+        if mode:
+            env["LNN_EXPLORER"] = mode
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+        kinds[mode or "unset"] = [sorted(o.get("data", {})) for o in nb.cells[0].outputs]
+    assert any("application/vnd.jupyter.widget-view+json" in k for k in kinds["unset"]), kinds
+    assert any("text/html" in k for k in kinds["static"]), kinds
+    assert not any("application/vnd.jupyter.widget-view+json" in k for k in kinds["static"]), kinds
