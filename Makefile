@@ -38,6 +38,10 @@ JB_FLAGS     := --all -W --keep-going
 # Written after a successful strict build; tests/test_browser.py reuses _build/html while it is newer
 # than every source of the book (and builds the book itself otherwise).
 BUILT_STAMP  := _build/.book-built
+# The chapters a successful strict build executed, with the key of each execution (code, lnn/, environment):
+# `make test` runs under nbval only the chapters without a recorded execution under today's key.
+EXECUTED     := _build/executed.json
+EXEC_CACHE   := $(BIN)/python tools/execution_cache.py
 
 # Quiet lnn's progress output in builds and tests; the thread count is left to torch.
 export LNN_QUIET := 1
@@ -69,9 +73,14 @@ $(VENDOR_STAMP): scripts/fetch_static.sh
 
 static: $(VENDOR_STAMP)
 
+# Outside CI, execution is cached per notebook, keyed on its code AND on lnn/ + the environment
+# (tools/execution_cache.py writes the config): a prose-only edit re-executes nothing. CI=true executes
+# every chapter from scratch. After a successful build the executions are recorded for `make test`.
 book: $(STAMP) $(VENDOR_STAMP)
-	rm -f $(BUILT_STAMP)
-	$(BIN)/jupyter-book build $(JB_FLAGS) .
+	rm -f $(BUILT_STAMP) $(EXECUTED)
+	$(EXEC_CACHE) config _config.yml _build/_config_book.yml
+	$(BIN)/jupyter-book build $(JB_FLAGS) --config _build/_config_book.yml .
+	$(EXEC_CACHE) record $(NOTEBOOKS)
 	touch $(BUILT_STAMP)
 	@echo "Open _build/html/index.html"
 
@@ -92,7 +101,7 @@ print: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python scripts/print_book.py _build/singlehtml/index.html _build/print/book.pdf
 
 test: $(STAMP) $(VENDOR_STAMP)
-	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(EXERCISE_NOTEBOOKS) \
+	$(BIN)/python -m pytest tests $$($(EXEC_CACHE) stale $(NOTEBOOKS)) $(EXERCISE_NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  -p no:cacheprovider
 
