@@ -3,10 +3,10 @@
 One driver runs every method. A *parametrization* says how parameters produce the end-to-end matrix and which
 direction each parameter moves given ``G = nabla ell`` at that matrix:
 
-* :class:`FactorProduct` (the default): factors ``[W_1..W_N]``, product ``W_{N:1}``, closed-form factor gradients
+* :class:`~lnn.network.FactorProduct` (the default): factors ``[W_1..W_N]``, product ``W_{N:1}``, closed-form factor gradients
   (chapter *Preliminaries*);
-* :class:`EndToEndRule`: one matrix ``W`` moved by ``P_W(G)``, the end-to-end update rule (chapter *Optimization*);
-* :class:`CPProduct`: CP factor matrices and the tensor they sum to (chapter *Implicit bias*).
+* :class:`~lnn.theory.EndToEndRule`: one matrix ``W`` moved by ``P_W(G)``, the end-to-end update rule (chapter *Optimization*);
+* :class:`~lnn.tensor.CPProduct`: CP factor matrices and the tensor they sum to (chapter *Implicit bias*).
 
 Optimizers: ``"gd"``, plain gradient descent ``theta <- theta - lr * g``, and ``"normalized"``, the global step of
 the papers' GroupRMSprop: per run ``s_t = 0.99 s_{t-1} + 0.01 sum ||g||^2``, ``s_hat = s_t / (1 - 0.99^t)``,
@@ -60,7 +60,7 @@ class Parametrization(Protocol):
     """How parameters produce the end-to-end matrix or tensor, and which way each parameter moves.
 
     Any object with these three methods can be passed as ``parametrization=`` to :func:`gradient_descent` and
-    :func:`gradient_flow` (the book's own are :class:`FactorProduct`, :class:`EndToEndRule`, :class:`CPProduct` and
+    :func:`gradient_flow` (the book's own are :class:`~lnn.network.FactorProduct`, :class:`~lnn.theory.EndToEndRule`, :class:`~lnn.tensor.CPProduct` and
     :class:`lnn.hierarchical.HTProduct`). Every parameter is a matrix with the same leading batch dimensions.
 
     ``check(params) -> batch_shape``
@@ -435,7 +435,7 @@ def gradient_descent(
     lr, steps
         Step size ``eta > 0`` (or a tensor of one step size per run, shape of the batch) and number of steps.
     parametrization
-        :class:`FactorProduct` (default), :class:`CPProduct` or :class:`EndToEndRule`.
+        :class:`~lnn.network.FactorProduct` (default), :class:`~lnn.tensor.CPProduct` or :class:`~lnn.theory.EndToEndRule`.
     record
         Names among ``"end_to_end"``, ``"singular_values"``, ``"norms"`` (factor Frobenius norms),
         ``"balancedness"`` (``max_j ||D_j||_F``), ``"params"``, or a dict ``name -> f(W, params)``; taken every
@@ -536,7 +536,7 @@ def gradient_flow(
     """Gradient flow ``d theta/dt = -direction(theta)`` up to ``time`` with fixed steps ``dt``.
 
     ``method="rk4"`` (classical Runge-Kutta, global error ``O(dt^4)``) or ``"euler"`` (which is gradient descent
-    with ``lr = dt``, error ``O(dt)``). The parametrization defaults to :class:`FactorProduct`; pass
+    with ``lr = dt``, error ``O(dt)``). The parametrization defaults to :class:`~lnn.network.FactorProduct`; pass
     ``EndToEndRule(depth)`` with ``params=[W]`` for the end-to-end flow ``dW/dt = -P_W(nabla ell)``.
 
     With ``estimate_error=True`` the flow is integrated again with ``dt/2``; the result is the finer run and

@@ -1,4 +1,11 @@
-"""Sphinx extension: let sphinx-codeautolink walk the untitled sections of sphinx-proof and sphinx-exercise.
+"""Sphinx extension for the API reference of lnn (book/reference/).
+
+1. Flat names resolve. Docstrings and pages may write ``:func:`lnn.gradient_descent``` (the public, flat name);
+   the reference documents each object where it is defined (``lnn.dynamics.gradient_descent``, which is also where
+   sphinx-codeautolink sends the chapters' code). A ``missing-reference`` handler maps a flat ``lnn.X`` to the
+   defining module of the object it names.
+
+2. sphinx-codeautolink walks the untitled sections of sphinx-proof and sphinx-exercise.
 
 The bodies of ``{prf:...}`` and ``{exercise}``/``{solution}`` directives are ``section`` nodes without a title
 (ids ``proof-content``, ``exercise-content``, ``solution-content``), and their headings are ``title`` nodes outside
@@ -13,7 +20,32 @@ from __future__ import annotations
 from docutils import nodes
 
 
+def _resolve_flat_name(app, env, node, contnode):
+    """``lnn.X`` (or ``lnn.X.attr``) -> the object's defining module, for Python-domain references."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("lnn."):
+        return None
+    import importlib
+
+    parts = target.split(".")
+    try:
+        obj = importlib.import_module("lnn")
+        for part in parts[1:]:
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qualname:
+        return None
+    canonical = f"{module}.{qualname}"
+    if canonical == target:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode)
+
+
 def setup(app):
+    app.connect("missing-reference", _resolve_flat_name)
     from sphinx_codeautolink.extension import block
 
     cls = block.CodeBlockAnalyser
