@@ -24,12 +24,15 @@ Usage::
     python scripts/make_exercises.py                 # regenerate exercises/*.ipynb
     python scripts/make_exercises.py --check         # exit 1 if a committed stub differs from its source
     python scripts/make_exercises.py --otter DIR     # also write otter-grader master notebooks into DIR
+    python scripts/make_exercises.py --assign DIR    # make assign: autograder zips + student bundle (otter assign)
 
 ``--otter`` turns each source into an otter-grader *master notebook* (otter-grader 7): an ``# ASSIGNMENT CONFIG``
 cell, one question per exercise (``exercise_2_3``), markdown answers inside ``# BEGIN SOLUTION`` blocks (manual
-questions), and the checker calls (``chk.check_...``) turned into exception-based tests (a cell holding only
-checker calls is replaced by otter's ``grader.check``; a cell that also runs an experiment stays), so ``otter assign``
-and ``otter run`` grade with the same checkers the students see. Submissions of the student edition are graded by
+questions), and each checker call (``chk.check_...``) turned into a hidden exception-based test worth one point that
+imports the checkers afresh (``FRESH_CHECKERS``: the graded notebook's namespace and modules are not trusted), so
+``otter assign`` and otter's local grading grade with the same checkers the students see. ``--assign`` runs ``otter
+assign`` on them with an environment that installs the pinned CPU torch and this checkout's wheel (shipped in the zip),
+and writes the student bundle; ``scripts/grade_exercises.py`` grades submissions with the zips. Submissions of the student edition are graded by
 ``otter run`` too: its metadata carries the assignment name.
 """
 
