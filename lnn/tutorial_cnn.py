@@ -37,12 +37,12 @@ from torch import Tensor
 
 __all__ = [
     "WEIGHT_DECAY",
-    "tutorial_cnn_init",
-    "tutorial_cnn_forward",
+    "accuracy",
     "dense_weights",
     "l2_penalty",
     "train_tutorial_cnn",
-    "accuracy",
+    "tutorial_cnn_forward",
+    "tutorial_cnn_init",
 ]
 
 WEIGHT_DECAY = 5e-4
@@ -231,7 +231,8 @@ def train_tutorial_cnn(
 
 
 def accuracy(predict, x: Tensor, y: Tensor) -> float:
-    """Fraction of correct predictions: ``predict(x)`` gives logits, ``(n, classes)`` (arg-max) or ``(n,)`` /
+    """Fraction of correct predictions (the book's one ``accuracy``; chapters *Applications* and *Linearized
+    networks*): ``predict(x)`` gives logits, ``(n, classes)`` (arg-max) or ``(n,)`` /
     ``(n, 1)`` (positive means class 1). A prediction that is not finite counts as wrong."""
     with torch.no_grad():
         out = predict(x)

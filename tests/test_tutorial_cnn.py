@@ -59,7 +59,7 @@ def test_training_records_ce_and_l2_and_is_deterministic() -> None:
     gen = torch.Generator().manual_seed(0)
     X, y = torch.rand(40, 8, 8, generator=gen) - 0.5, torch.randint(10, (40,), generator=gen)
     runs = [tutorial_cnn_init(s, overparameterized=True, widths=(4, 8, 16)) for s in range(3)]
-    kwargs = dict(penalty=["product", "factors", "none"], steps=6, batch_size=8)
+    kwargs = {"penalty": ["product", "factors", "none"], "steps": 6, "batch_size": 8}
     ce, l2, trained = train_tutorial_cnn(runs, X, y, generator=torch.Generator().manual_seed(2), **kwargs)
     assert ce.shape == l2.shape == (6, 3) and len(trained) == 3
     assert torch.allclose(l2[0, 0], 5e-4 * l2_penalty(runs[0], "product"))
