@@ -139,7 +139,6 @@ _SUBMODULES = {
     "threads",
     "anisotropy",
     "tutorial_cnn",
-    "checkers",  # moved to lnn_course; resolves only while a compatibility module lnn/checkers.py exists
 }
 
 
