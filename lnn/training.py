@@ -2,8 +2,9 @@
 
 Seeds, step sizes and regularizer strengths of the small networks of chapters *Applications* and *Linearized
 networks* are independent runs of one architecture. :func:`train_ensemble` stacks their parameters with
-:func:`torch.func.stack_module_state` and steps all of them together: one :func:`torch.func.grad_and_value` of the
-run's loss, vectorized over runs with :func:`torch.vmap` and evaluated through :func:`torch.func.functional_call`.
+:func:`torch.func.stack_module_state` and steps all of them together: the forward pass vectorized over runs with
+:func:`torch.vmap` through :func:`torch.func.functional_call`, and one backward pass of the sum of the runs' losses
+(the runs are independent, so this is each run's gradient).
 ``R`` runs then cost one Python loop of ``steps`` iterations whose products are ``R`` times larger, which is
 where a CPU (or a GPU) is efficient (``benchmarks/bench_training.py`` measures it against ``R`` sequential runs).
 
@@ -151,6 +152,22 @@ def _single_run_step(run_loss: Callable[..., Tensor], data_per_run: bool) -> Cal
     return step
 
 
+def _batched_step(batched_loss: Callable[..., Tensor]) -> Callable:
+    """The runs' losses by ``vmap`` of the forward pass; their gradients by one ordinary backward pass of their sum.
+
+    The runs are independent, so the gradient of the sum with respect to run ``r``'s parameters is the gradient of
+    run ``r``'s loss (a non-finite loss stays in its own run). ``vmap(grad(...))`` would give the same numbers with
+    more per-operation overhead, and ``torch.func.grad`` imports ``torch._dynamo`` (seconds) on its first call."""
+
+    def step(params: dict[str, Tensor], buffers: dict[str, Tensor], *batch: Tensor):
+        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        values = batched_loss(p, buffers, *batch)
+        grads = torch.autograd.grad(values.sum(), list(p.values()))
+        return dict(zip(p, grads)), values.detach()
+
+    return step
+
+
 def train_ensemble(
     models: Sequence[nn.Module],
     loss: Callable[..., Tensor],
@@ -281,10 +298,10 @@ def train_ensemble(
         return value if penalty is None else value + penalty(p)
 
     in_dims = (0, 0) + (0 if data_per_run else None,) * len(data)
-    if R == 1:  # one run: plain autograd, which has less per-operation overhead than the torch.func transforms
+    if R == 1:  # one run: no vmap needed
         step_fn = _single_run_step(run_loss, data_per_run)
     else:
-        step_fn = torch.vmap(torch.func.grad_and_value(run_loss), in_dims=in_dims)
+        step_fn = _batched_step(torch.vmap(run_loss, in_dims=in_dims))
     stateful = momentum > 0 or optimizer == "adam"
     velocity = {k: torch.zeros_like(v) for k, v in params.items()} if stateful else None
     second = {k: torch.zeros_like(v) for k, v in params.items()} if optimizer == "adam" else None

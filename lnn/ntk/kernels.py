@@ -169,7 +169,8 @@ def _layer_inputs_and_sensitivities(modules: list[nn.Module], x: Tensor) -> tupl
                 h = m(h)
         if h.numel() != x.shape[0]:
             raise ValueError(f"empirical NTK tools need a scalar-output model; model(x) gave {h.numel() // max(x.shape[0], 1)} outputs")
-        deltas = torch.autograd.grad(h, outputs, torch.ones_like(h))
+        # a scalar and no grad_outputs: torch imports sympy (seconds) on the first call given grad_outputs
+        deltas = torch.autograd.grad(h.sum(), outputs)
     return layers, inputs, [d.detach() for d in deltas]
 
 
