@@ -38,12 +38,12 @@ def _check_count(n: object, name: str) -> int:
 
 def book_threads() -> int:
     """The thread count ``lnn`` uses: ``LNN_NUM_THREADS`` if set (a positive integer, or ``auto`` for torch's
-    default, the number of physical cores), else :data:`DEFAULT_THREADS` (one)."""
+    default here: the number of CPUs), else :data:`DEFAULT_THREADS` (one)."""
     raw = os.environ.get("LNN_NUM_THREADS", "").strip()
     if not raw:
         return DEFAULT_THREADS
     if raw.lower() == "auto":
-        return max(1, (os.cpu_count() or 2) // 1)
+        return max(1, os.cpu_count() or 1)
     try:
         return _check_count(int(raw), "LNN_NUM_THREADS")
     except ValueError:
