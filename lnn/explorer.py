@@ -63,6 +63,8 @@ __all__ = ["explore", "explorer_bundle", "explorer_mode", "FRAME_DPI", "MAX_FRAM
 
 #: Resolution of the precomputed frames (dots per inch of the figure size): that of the book's figures.
 FRAME_DPI = 110
+#: WebP quality of the frames stored lossy (those with many colours, where that saves 40 % or more).
+LOSSY_QUALITY = 90
 #: Upper bound on the number of precomputed frames (the product of the lengths of the value lists).
 MAX_FRAMES = 120
 _ENV = "LNN_EXPLORER"
@@ -145,8 +147,8 @@ def _check(render, params, alt, labels, initial) -> tuple[dict[str, list], dict[
 
 
 def _figure_bytes(fig) -> tuple[str, bytes]:
-    """The figure as a compact lossless image: WebP (a third of the size of matplotlib's PNG for a line plot, and
-    smaller than a 256-colour PNG), or a 256-colour PNG where Pillow lacks WebP."""
+    """The figure as a compact image: WebP (lossless for a line plot: a third of the size of matplotlib's PNG, and
+    smaller than a 256-colour PNG; lossy at high quality for many colours), or a 256-colour PNG without WebP."""
     from PIL import Image, features
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -160,7 +162,13 @@ def _figure_bytes(fig) -> tuple[str, bytes]:
     rgb = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
     out = io.BytesIO()
     if features.check("webp"):
-        rgb.save(out, format="WEBP", lossless=True, method=6)
+        rgb.save(out, format="WEBP", lossless=True, method=4)
+        # Heat maps and images (many colours) compress poorly without loss: there a high-quality lossy frame,
+        # when it is much smaller (line plots stay lossless, which is smaller for them anyway).
+        lossy = io.BytesIO()
+        rgb.save(lossy, format="WEBP", quality=LOSSY_QUALITY, method=4)
+        if len(lossy.getvalue()) < 0.6 * len(out.getvalue()):
+            return "image/webp", lossy.getvalue()
         return "image/webp", out.getvalue()
     rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         out, format="PNG", optimize=True)
