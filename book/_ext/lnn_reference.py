@@ -5,7 +5,10 @@
    sphinx-codeautolink sends the chapters' code). A ``missing-reference`` handler maps a flat ``lnn.X`` to the
    defining module of the object it names.
 
-2. sphinx-codeautolink walks the untitled sections of sphinx-proof and sphinx-exercise.
+2. Starred names in numpy-style parameter types (``x : Tensor, shape (n, *input_shape)``) are literal: napoleon
+   would pass the ``*`` on as the start of an emphasis, which the strict build reports as an error.
+
+3. sphinx-codeautolink walks the untitled sections of sphinx-proof and sphinx-exercise.
 
 The bodies of ``{prf:...}`` and ``{exercise}``/``{solution}`` directives are ``section`` nodes without a title
 (ids ``proof-content``, ``exercise-content``, ``solution-content``), and their headings are ``title`` nodes outside
@@ -16,6 +19,8 @@ anchor (a code cell inside a proof is listed under the enclosing heading), poppe
 """
 
 from __future__ import annotations
+
+import re
 
 from docutils import nodes
 
@@ -44,8 +49,25 @@ def _resolve_flat_name(app, env, node, contnode):
     return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode)
 
 
+_PARAM_LINE = re.compile(r"^(\s*\**\w[\w, ]*\s:\s)(.*)$")
+
+
+def _escape_stars_in_types(app, what, name, obj, options, lines):
+    """Escape ``*`` outside inline literals in the ``name : type`` lines of lnn's docstrings (before napoleon)."""
+    if not name.startswith("lnn"):
+        return
+    for i, line in enumerate(lines):
+        match = _PARAM_LINE.match(line)
+        if not match or "*" not in match.group(2):
+            continue
+        parts = match.group(2).split("``")
+        parts = [p if k % 2 else re.sub(r"(?<!\\)\*", r"\\*", p) for k, p in enumerate(parts)]
+        lines[i] = match.group(1) + "``".join(parts)
+
+
 def setup(app):
     app.connect("missing-reference", _resolve_flat_name)
+    app.connect("autodoc-process-docstring", _escape_stars_in_types, priority=400)
     from sphinx_codeautolink.extension import block
 
     cls = block.CodeBlockAnalyser
