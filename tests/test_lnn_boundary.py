@@ -165,3 +165,14 @@ def test_scalar_output_velocity_at_zero_is_its_limit(depth):
     assert float(torch.linalg.vector_norm(lnn.scalar_output_velocity(w, grad, depth))) <= bound
     # depth 1 is plain gradient flow, -grad, also at w = 0
     assert torch.equal(lnn.scalar_output_velocity(torch.zeros(3, dtype=F64), grad, 1), -grad)
+
+
+def test_completion_and_diagonal_sensing_at_the_door():
+    with pytest.raises(TypeError, match=r"target must have a floating dtype .* got torch.int64"):
+        lnn.Completion(torch.ones(3, 3, dtype=torch.int64), torch.ones(3, 3, dtype=torch.bool))
+    target = torch.ones(3, 3, dtype=F64)
+    target[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"target contains non-finite entries \(0 NaN, 1 inf out of 9\)"):
+        lnn.Completion(target, torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"a must be a torch.Tensor, got numpy.ndarray"):
+        lnn.diagonal_sensing(np.ones((3, 2)), torch.ones(3, dtype=F64))
