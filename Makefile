@@ -116,6 +116,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dynamics.py
 	$(BIN)/python benchmarks/bench_dynamics.py --n 32
 	$(BIN)/python benchmarks/bench_ntk.py
+	$(BIN)/python benchmarks/bench_ntk.py --model lenet --skip-vp
+	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_book.py
 
 # Exercises for credit (book/exercises.md): from exercises/source (the one source with solutions), otter-grader
