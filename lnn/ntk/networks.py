@@ -196,8 +196,9 @@ def flat_modules(model: nn.Module) -> list[nn.Module] | None:
 def is_dense_network(model: nn.Module) -> bool:
     """Whether ``model`` is a (nested) ``nn.Sequential`` of ``nn.Linear`` layers and parameter-free elementwise
     activations (an optional ``nn.Flatten`` may come before the first linear layer), ending in a linear layer with
-    one output, each layer used once: the networks for which :func:`empirical_ntk` and :func:`parameter_jacobian`
-    use the layer-wise formulas."""
+    one output, each layer used once: the dense networks, whose kernel is a sum over layers of products of two
+    small Gram matrices. :func:`empirical_ntk` and :func:`parameter_jacobian` take their layer-wise path for a
+    wider class, convolutional networks such as :func:`lenet` included (``lnn.ntk.kernels.layerwise_modules``)."""
     modules = flat_modules(model)
     if not modules:
         return False
