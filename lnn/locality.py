@@ -451,7 +451,7 @@ def train_to_fit(
     each run's data. After every epoch the run's *training accuracy* is the accuracy of its predictions on the
     batches of that epoch (made before each update, as the official trainer records it); a run stops, its
     parameters frozen, once that accuracy has been 1 for more than ``patience`` epochs in a row, or after
-    ``max_epochs``.
+    ``max_epochs``. A stopped run is no longer computed, and its recorded accuracy stays at its last value.
 
     Parameters
     ----------
@@ -512,26 +512,39 @@ def train_to_fit(
     for epoch in range(max_epochs):
         order = torch.randperm(n, generator=generator)
         correct = torch.zeros(R)
+        # Only the runs still training are computed: a frozen run costs nothing (same results, less work).
+        live = active.nonzero().flatten()
+        every = live.numel() == R
+        sub_params = params if every else {k: v[live] for k, v in params.items()}
+        sub_buffers = buffers if every else {k: v[live] for k, v in buffers.items()}
+        sub_data = data if every else [t[live] for t in data]
         for k in range(per_epoch):
             idx = order[k * batch_size : (k + 1) * batch_size]
-            batch = [t[:, idx] for t in data]
-            grads, logits = step_fn(params, buffers, *batch)
-            correct += ((logits.detach() > 0).to(batch[1].dtype) == batch[1]).float().sum(1)
-            counts += active
+            batch = [t[:, idx] for t in sub_data]
+            grads, logits = step_fn(sub_params, sub_buffers, *batch)
+            correct[live] += ((logits.detach() > 0).to(batch[1].dtype) == batch[1]).float().sum(1)
+            counts[live] += 1
             with torch.no_grad():
-                for name in params:
+                for name in sub_params:
                     g = grads[name]
-                    shape = (R,) + (1,) * (g.ndim - 1)
                     if optimizer == "adam":
-                        velocity[name] = 0.9 * velocity[name] + 0.1 * g
-                        second[name] = 0.999 * second[name] + 0.001 * g * g
-                        c = counts.clamp_min(1).view(shape)
-                        g = (velocity[name] / (1 - 0.9**c)) / ((second[name] / (1 - 0.999**c)).sqrt() + 1e-8)
+                        shape = (live.numel(),) + (1,) * (g.ndim - 1)
+                        m1 = 0.9 * velocity[name][live] + 0.1 * g
+                        m2 = 0.999 * second[name][live] + 0.001 * g * g
+                        velocity[name][live], second[name][live] = m1, m2
+                        c = counts[live].clamp_min(1).view(shape)
+                        g = (m1 / (1 - 0.9**c)) / ((m2 / (1 - 0.999**c)).sqrt() + 1e-8)
                     else:
-                        velocity[name] = momentum * velocity[name] + g
-                        g = velocity[name]
-                    params[name] = params[name] - lr * active.view(shape) * g
+                        v1 = momentum * velocity[name][live] + g
+                        velocity[name][live] = v1
+                        g = v1
+                    sub_params[name] = sub_params[name] - lr * g
+        if not every:
+            for name in params:
+                params[name][live] = sub_params[name]
         acc = correct / (per_epoch * batch_size)
+        if history:  # a frozen run keeps the accuracy it stopped with
+            acc = torch.where(active > 0, acc, history[-1])
         history.append(acc)
         streak = torch.where(acc >= 1.0, streak + 1, torch.zeros_like(streak))
         done = (streak > patience) & (active > 0)

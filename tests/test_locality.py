@@ -239,6 +239,18 @@ def test_train_to_fit_stops_after_patience_and_freezes_finished_runs() -> None:
     ep_adam, _, _ = train_to_fit(models[:2], loss, [x[:2], y[:2]], lr=0.05, optimizer="adam", batch_size=16,
                                  patience=2, max_epochs=60, generator=torch.Generator().manual_seed(1))
     assert ep_adam.max() < 60
+    # stopped runs are dropped from the computation: the run that never fits ends exactly as when trained alone
+    # (Adam, so the per-run step counts matter too)
+    together = train_to_fit(models, loss, [x, y], lr=0.05, optimizer="adam", batch_size=16, patience=2,
+                            max_epochs=60, generator=torch.Generator().manual_seed(1))
+    alone = train_to_fit(models[2:], loss, [x[2:], y[2:]], lr=0.05, optimizer="adam", batch_size=16, patience=2,
+                         max_epochs=60, generator=torch.Generator().manual_seed(1))
+    assert together[0][:2].max() < 60 and together[0][2] == 60
+    for a, b in zip(together[2][2].parameters(), alone[2][0].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # a stopped run keeps reporting the accuracy it stopped with
+    e = int(together[0][0])
+    assert (together[1][e:, 0] == 1).all()
 
 
 def test_train_to_fit_rejects_bad_input() -> None:
