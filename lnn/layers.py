@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_depth
-from .network import _hidden_widths, balanced_factors, end_to_end
+from ._checks import hidden_widths
+from .network import balanced_factors, end_to_end
 from .training import EnsembleResult, train_ensemble
 
 __all__ = [
@@ -122,7 +123,7 @@ class OverparameterizedLinear(nn.Module):
     def _build(self, W: Tensor, b: Tensor | None, depth: int, widths, init: str) -> None:
         self.depth = check_depth(depth)
         self.out_features, self.in_features = W.shape
-        self.widths = _hidden_widths(widths, self.depth, min(self.in_features, self.out_features))
+        self.widths = hidden_widths(widths, self.depth, min(self.in_features, self.out_features))
         if any(w < 1 for w in self.widths):
             raise ValueError(f"hidden widths must be >= 1, got {self.widths}")
         self.init = init

@@ -177,7 +177,6 @@ class FactorProduct:
         return _factor_gradients_from_prefix(params, cache, G)
 
 
-_hidden_widths = hidden_widths  # the former private name (lnn.layers imported it); the home is lnn._checks
 
 
 def balanced_factors(W: Tensor, depth: int, widths: int | Sequence[int] | None = None) -> list[Tensor]:

@@ -44,7 +44,7 @@ from lnn import preconditioned_gradient as _precond
 from lnn import scalar_output_velocity as _scalar_velocity
 from lnn.locality import adjacent_correlation, ar1_features, surrogate_entanglement
 
-from .guard import Blocked, ReferenceUnavailableError, blocked, references_unavailable
+from .guard import Blocked, ReferenceUnavailableError, blocked, references_unavailable  # noqa: F401 (re-exported for answers)
 
 __all__ = [
     "ExerciseCheckError",

@@ -35,7 +35,7 @@ from .diagnostics import (
 )
 from .kernels import empirical_ntk, parameter_jacobian
 from .linearized import LinearizedModel, linearize
-from .networks import ELEMENTWISE_ACTIVATIONS, is_dense_network, lenet, mlp
+from .networks import is_dense_network, lenet, mlp
 from .protocol import kernel_train_binary, minibatches, train_binary
 
 __all__ = [
