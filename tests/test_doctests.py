@@ -1,4 +1,4 @@
-"""The docstring examples of every module of lnn run as doctests (part of `make test`, through tests/).
+"""The docstring examples of every module of lnn (and of the course package lnn_course) run as doctests (part of `make test`, through tests/).
 
 Each module is one test, so a failing example names its module. Examples print with ELLIPSIS and
 NORMALIZE_WHITESPACE; they should print exact small numbers (float64 rounded, or integers), not long tensors.
@@ -14,9 +14,12 @@ import pytest
 import torch
 
 import lnn
+import lnn_course
 
 MODULES = sorted(
-    {"lnn"} | {info.name for info in pkgutil.walk_packages(lnn.__path__, prefix="lnn.")}
+    {"lnn", "lnn_course"}
+    | {info.name for info in pkgutil.walk_packages(lnn.__path__, prefix="lnn.")}
+    | {info.name for info in pkgutil.walk_packages(lnn_course.__path__, prefix="lnn_course.")}
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
