@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import torch  # noqa: F401 (doctests)
-
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
