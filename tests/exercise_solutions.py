@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 import nbformat
+import torch
 
 SOURCE = Path(__file__).resolve().parents[1] / "exercises" / "source"
 
@@ -21,9 +22,15 @@ def _namespace(stem: str) -> dict:
     nb = nbformat.read(SOURCE / f"{stem}.ipynb", as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     ns: dict = {"__name__": f"solutions_{stem}"}
-    for k, src in enumerate(code):
-        if k == 0 or "# BEGIN SOLUTION" in src:
-            exec(compile(src, f"{stem}.ipynb[code {k}]", "exec"), ns)  # noqa: S102 - our own source notebooks
+    # The notebooks' first cell sets torch's default dtype to float64 for the whole process; it must not leak
+    # into the other tests of the session (collection runs this at import time).
+    dtype = torch.get_default_dtype()
+    try:
+        for k, src in enumerate(code):
+            if k == 0 or "# BEGIN SOLUTION" in src:
+                exec(compile(src, f"{stem}.ipynb[code {k}]", "exec"), ns)  # noqa: S102 - our own source notebooks
+    finally:
+        torch.set_default_dtype(dtype)
     return ns
 
 
