@@ -41,6 +41,7 @@ class Bundle(html.parser.HTMLParser):
 
 
 def test_bundle_holds_every_frame_with_its_alt():
+    plt.close("all")  # figures left open by other tests of the session
     markup = explorer.explorer_bundle(render, {"a": [1, 2, 3], "b": [0.5, 1.0]},
                                       alt="line of slope {a} times {b:g}", labels={"a": "slope a"},
                                       initial={"a": 2, "b": 1.0})
@@ -123,6 +124,7 @@ def test_explore_displays_the_bundle_in_static_mode(monkeypatch):
 
 
 def test_explore_shows_sliders_in_live_mode(monkeypatch):
+    plt.close("all")  # figures left open by other tests of the session
     import ipywidgets
 
     shown = []
