@@ -171,7 +171,10 @@ def set_repository(app, config) -> None:
 A11Y_FIXES = [
     # pydata-sphinx-theme's search field: aria-label "Search" hides the visible "Search Ctrl+K" (WCAG 2.5.3,
     # label in name). Without the aria-label the name is the visible text; the tooltip (title) stays.
-    (re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="[^"]*"'), r"\1",
+    # (Matched tag by tag, in any attribute order: sphinx-codeautolink rewrites the pages it links with their
+    # attributes sorted.)
+    (re.compile(r'<button\b[^>]*\bsearch-button-field\b[^>]*>'),
+     lambda m: re.sub(r'\saria-label="[^"]*"', "", m.group(0)),
      "search field button: name from its visible text"),
     # sphinxcontrib-bibtex: <div role="doc-biblioentry"> inside <div role="list">: the role is deprecated (ARIA
     # 1.3) and the list then has no list items.
@@ -184,6 +187,10 @@ A11Y_FIXES = [
     # sphinx-togglebutton's hidden cells: <summary aria-label="Toggle hidden content"> around the visible
     # "Show code cell source". Without the aria-label the name is what the reader sees.
     (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>", "code cell toggles"),
+    # pydata-sphinx-theme's sidebar: a part with sub-pages (the API reference) opens with a <summary> that holds
+    # only a chevron icon, so it has no name. Name it by what it does.
+    (re.compile(r'<summary>(<span class="toctree-toggle" role="presentation">)'),
+     r'<summary aria-label="Show or hide the pages of this section">\1', "sidebar section toggles"),
 ]
 
 
@@ -212,5 +219,5 @@ def setup(app) -> dict:
     app.connect("builder-inited", share_html_handlers)
     # Late priority: after the extensions that add scripts in this event.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
-    app.connect("build-finished", accessible_pages)
+    app.connect("build-finished", accessible_pages, priority=950)  # after extensions that rewrite pages
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
