@@ -503,7 +503,7 @@ def end_to_end_descent(
     It agrees with factorized gradient descent from balanced factors up to ``O(eta)`` over a fixed time. Same
     arguments and result as :func:`gradient_descent`; ``result.params == [W_final]``.
 
-    Derived in :prf:ref:`thm-opt-end-to-end`; used in :ref:`opt-acceleration`.
+    Derived in :prf:ref:`thm-opt-end-to-end`; used in :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Examples
     --------

@@ -55,7 +55,7 @@ def lp_regression_minimum(
     once the Newton decrement ``g^T H^+ g / 2`` falls below ``tol * max(ell, tiny)``. Chapter *Optimization* uses
     ``ell*`` to normalize the optimality gap in the acceleration-by-depth experiment.
 
-    The reference minimum of :ref:`opt-acceleration`.
+    The reference minimum of :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Parameters
     ----------
@@ -128,7 +128,7 @@ def relative_excess_loss(losses: Tensor, loss_star: Tensor | float) -> Tensor:
     own initial gap, so runs started at different points are compared by the fraction of the gap they closed
     (chapter *Optimization*).
 
-    The measure of :ref:`opt-acceleration`.
+    The measure of :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Examples
     --------
@@ -157,7 +157,7 @@ def iterations_to_target(
     (after Arora, Cohen and Hazan 2018). Non-finite losses (runs frozen by :class:`DivergenceGuard`) never count
     as reaching the target.
 
-    The count of :ref:`opt-acceleration`.
+    The count of :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Examples
     --------
@@ -187,7 +187,7 @@ def best_over_step_sizes(iterations: Tensor, step_sizes: Tensor | Sequence[float
     smallest or the largest of the grid, a sign that the grid should be widened before trusting the comparison.
     Ties go to the smaller step size. Chapter *Optimization* tunes the step size per depth this way.
 
-    The tuning of :ref:`opt-acceleration`.
+    The tuning of :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Examples
     --------

@@ -130,7 +130,7 @@ class LpRegression(Objective):
     acceleration by depth) and ``c = 1`` for ``"sum"``; ``"half_sum"`` gives ``c = 1/2`` (then
     ``(1/(2p)) sum |r|^p``). Rows of ``X`` (``m x d_in``) and ``Y`` (``m x d_out``) are examples.
 
-    The task of :ref:`opt-acceleration`.
+    The task of :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Examples
     --------
@@ -440,7 +440,7 @@ class DivergenceGuard(Objective):
     see exactly the wrapped objective. This lets one batched call sweep a grid of step sizes whose largest members
     diverge (chapter *Optimization*, acceleration by depth; re-exported by :mod:`lnn.regression`); the frozen runs never reach a target.
 
-    Used in :ref:`opt-acceleration`.
+    Used in :ref:`Acceleration by depth: ℓp regression <opt-acceleration>`.
 
     Parameters
     ----------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLE = re.compile(r":(prf:ref|ref|eq|doc):`([^`<]+?)`")
+ROLE = re.compile(r":(prf:ref|ref|eq|doc):`(?:[^`<]*<)?([^`<>]+?)>?`")  # `label` or `title <label>`
 
 
 @functools.lru_cache(maxsize=1)
