@@ -474,6 +474,8 @@ def train_to_fit(
     """
     import copy
 
+    from .training import unstack_modules
+
     models = list(models)
     if not models:
         raise ValueError("models must hold at least one module")
@@ -552,11 +554,4 @@ def train_to_fit(
         active[done] = 0.0
         if not bool(active.any()):
             break
-    trained = []
-    for r in range(R):
-        m = copy.deepcopy(models[r])
-        with torch.no_grad():
-            for name, p in m.named_parameters():
-                p.copy_(params[name][r])
-        trained.append(m)
-    return epochs, torch.stack(history), trained
+    return epochs, torch.stack(history), unstack_modules(models, params)

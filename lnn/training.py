@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["minibatches", "train_ensemble", "EnsembleResult", "SCHEDULES"]
+__all__ = ["minibatches", "train_ensemble", "unstack_modules", "EnsembleResult", "SCHEDULES"]
 
 #: Step-size schedules ``c_s`` for step ``s`` of ``S``.
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -127,6 +127,29 @@ class EnsembleResult(tuple):
         R = self[0].shape[1]
         return f"EnsembleResult({R} runs, {int(self.diverged.sum())} diverged, final losses {self[0][-1].tolist()})"
 
+
+
+def unstack_modules(models: Sequence[nn.Module], params: dict[str, Tensor]) -> list[nn.Module]:
+    """``R`` new modules: copies of ``models[r]`` holding the stacked parameters ``params[name][r]``, the inverse
+    of :func:`torch.func.stack_module_state` for the parameters. The training loops of :func:`train_ensemble` and
+    :func:`lnn.locality.train_to_fit` hand their runs back this way; ``models`` are not modified.
+
+    Examples
+    --------
+    >>> nets = [nn.Linear(2, 1) for _ in range(3)]
+    >>> params, _ = torch.func.stack_module_state(nets)
+    >>> copies = unstack_modules(nets, {k: v + 1 for k, v in params.items()})
+    >>> bool(torch.equal(copies[2].weight, nets[2].weight + 1))
+    True
+    """
+    trained = []
+    for r, model in enumerate(models):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(params[name][r])
+        trained.append(m)
+    return trained
 
 def _per_run(value, R: int, name: str, like: Tensor, allow_zero: bool) -> Tensor:
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
@@ -345,11 +368,4 @@ def train_ensemble(
         final = torch.vmap(run_loss, in_dims=in_dims)(params, buffers, *data)
     losses = torch.cat([step_losses[record], final.detach()[None]], dim=0)
     params_finite = torch.stack([torch.isfinite(v.reshape(R, -1)).all(1) for v in params.values()]).all(0)
-    trained = []
-    for r in range(R):
-        m = copy.deepcopy(models[r])
-        with torch.no_grad():
-            for name, p in m.named_parameters():
-                p.copy_(params[name][r])
-        trained.append(m)
-    return EnsembleResult(losses, trained, step_losses, params_finite)
+    return EnsembleResult(losses, unstack_modules(models, params), step_losses, params_finite)
