@@ -246,56 +246,14 @@ def ensemble_train(
     record_every: int = 1,
     **options,
 ) -> EnsembleResult:
-    """Train ``R`` independent copies of one architecture at once by (stochastic) gradient descent
-    (chapter *Applications*):
+    """Train ``R`` independent copies of one architecture at once by (stochastic) gradient descent or Adam
+    (chapter *Applications*), stacked and stepped together through :func:`torch.vmap`.
 
-    .. math:: v_r \\leftarrow \\mu v_r + \\nabla_{\\theta_r} L_r(\\theta_r), \\qquad \\theta_r \\leftarrow \\theta_r - \\eta_r v_r
-
-    (plain gradient descent for ``momentum`` ``mu = 0``), or Adam (Kingma and Ba 2015; ``optimizer="adam"``, with
-    ``betas = (0.9, 0.999)``, ``eps = 1e-8``; a per-coordinate method, which changes the path and hence possibly
-    the implicit bias of training). The copies (different seeds, parametrizations of the same shape, data sets,
-    ...) are stacked with :func:`torch.func.stack_module_state` and stepped together through :func:`torch.vmap`, so
-    ``R`` runs cost one Python loop of ``steps`` iterations. This is :func:`lnn.training.train_ensemble`, the one
-    training loop of ``lnn`` for ``nn.Module`` networks, under its chapter-4 name; it also takes that function's
-    options (``schedule``, ``weight_decay``, ``penalty``, ``seed``, ``checkpoints``/``callback``). Runs are
-    independent: a run whose loss becomes NaN or inf (a step size beyond its stability threshold) keeps its
-    non-finite loss, does not affect the others, and is flagged in the result's ``diverged``.
-
-    Parameters
-    ----------
-    models
-        ``R`` modules of identical structure (parameter names and shapes); they are not modified.
-    loss
-        ``loss(f, *batch) -> scalar``, where ``f(x)`` applies the run's network to ``x``; e.g.
-        ``lambda f, X, y: F.cross_entropy(f(X), y)``. It may differentiate ``f`` with respect to its input
-        through :mod:`torch.func` (as :func:`lnn.locality.input_gradient_change` does).
-    data
-        Tensors whose first dimension indexes examples, shared by every run; with ``data_per_run=True`` each has a
-        leading run dimension ``R`` first (one data set per run).
-    lr
-        Step size ``eta``, a float or a tensor of shape ``(R,)``.
-    steps
-        Number of updates ``>= 0``.
-    momentum
-        Heavy-ball coefficient ``mu`` in ``[0, 1)`` (``optimizer="sgd"`` only).
-    optimizer
-        ``"sgd"`` or ``"adam"``.
-    batch_size
-        ``None`` for full-batch gradient descent; otherwise minibatches from :func:`lnn.training.minibatches` (a
-        fresh permutation each epoch, the same example indices for every run) drawn from ``generator``.
-    record_every
-        The loss (of the batch used by the step, before the update) is recorded at steps ``0, record_every, ...``;
-        the loss on the full data after the last update is appended.
-
-    Returns
-    -------
-    losses
-        Tensor of shape ``(number of records, R)``.
-    trained
-        ``R`` new modules holding the final parameters.
-
-    The pair is an :class:`lnn.training.EnsembleResult`: ``result.diverged`` (bool, ``(R,)``) and
-    ``result.divergence_step`` name the runs that diverged.
+    This is :func:`lnn.training.train_ensemble`, the one training loop of ``lnn`` for ``nn.Module`` networks, under
+    the name and positional signature chapter 4 has always called; the update rule, every parameter (and the further
+    options ``schedule``, ``weight_decay``, ``penalty``, ``seed``, ``checkpoints``/``callback``) and the result, an
+    :class:`lnn.training.EnsembleResult` that unpacks as ``(losses, trained)`` and flags diverged runs, are
+    documented there.
     """
     return train_ensemble(
         models,
