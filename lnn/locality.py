@@ -474,7 +474,7 @@ def train_to_fit(
     """
     import copy
 
-    from .training import unstack_modules
+    from .training import batched_value_and_grad, unstack_modules
 
     models = list(models)
     if not models:
@@ -502,7 +502,7 @@ def train_to_fit(
     def run_loss(p, b, *batch):
         return loss(lambda x: torch.func.functional_call(base, (p, b), (x,)), *batch)
 
-    step_fn = torch.vmap(torch.func.grad(run_loss, has_aux=True), in_dims=(0, 0) + (0,) * len(data))
+    step_fn = batched_value_and_grad(run_loss, (0, 0) + (0,) * len(data), has_aux=True)
     velocity = {k: torch.zeros_like(v) for k, v in params.items()}
     second = {k: torch.zeros_like(v) for k, v in params.items()}
     counts = torch.zeros(R)  # Adam's step count per run (frozen runs do not advance)
@@ -523,7 +523,7 @@ def train_to_fit(
         for k in range(per_epoch):
             idx = order[k * batch_size : (k + 1) * batch_size]
             batch = [t[:, idx] for t in sub_data]
-            grads, logits = step_fn(sub_params, sub_buffers, *batch)
+            grads, _, logits = step_fn(sub_params, sub_buffers, *batch)
             correct[live] += ((logits.detach() > 0).to(batch[1].dtype) == batch[1]).float().sum(1)
             counts[live] += 1
             with torch.no_grad():

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .training import batched_value_and_grad
+
 __all__ = [
     "WEIGHT_DECAY",
     "accuracy",
@@ -210,7 +212,7 @@ def train_tutorial_cnn(
         l2 = weight_decay * (c_product * l2_penalty(p, "product") + c_factors * l2_penalty(p, "factors"))
         return ce + l2, (ce, l2)
 
-    step_fn = torch.vmap(torch.func.grad(parts, has_aux=True), in_dims=(0, None, None, 0, 0, 0))
+    step_fn = batched_value_and_grad(parts, (0, None, None, 0, 0, 0), has_aux=True)
     ce_rec, l2_rec = torch.empty(steps, R), torch.empty(steps, R)
     order, cursor, epoch_len = None, n, n / batch_size
     for t in range(steps):
@@ -219,7 +221,7 @@ def train_tutorial_cnn(
         idx = order[cursor : cursor + batch_size]
         cursor += batch_size
         mask = (torch.rand(R, batch_size, hidden, generator=generator) < keep).float() / keep
-        grads, (ce, l2) = step_fn(params, X[idx], y[idx], mask, on_product, on_factors)
+        grads, _, (ce, l2) = step_fn(params, X[idx], y[idx], mask, on_product, on_factors)
         ce_rec[t], l2_rec[t] = ce.detach(), l2.detach()
         eta = lr * decay ** math.floor(t / epoch_len)
         with torch.no_grad():
