@@ -73,12 +73,14 @@ $(VENDOR_STAMP): scripts/fetch_static.sh
 
 static: $(VENDOR_STAMP)
 
-# Outside CI, execution is cached per notebook, keyed on its code AND on lnn/ + the environment
-# (tools/execution_cache.py writes the config): a prose-only edit re-executes nothing. CI=true executes
-# every chapter from scratch. After a successful build the executions are recorded for `make test`.
+# Execution is cached per notebook, keyed on its code AND on lnn/ + the environment (tools/execution_cache.py
+# writes the config): a prose-only edit re-executes nothing. CI=true empties the cache first, so every chapter
+# runs from scratch. The chapters to run are executed in parallel, one kernel per core, before the build reads
+# them from the cache. After a successful build the executions are recorded for `make test`.
 book: $(STAMP) $(VENDOR_STAMP)
 	rm -f $(BUILT_STAMP) $(EXECUTED)
 	$(EXEC_CACHE) config _config.yml _build/_config_book.yml
+	$(EXEC_CACHE) execute _build/_config_book.yml $(NOTEBOOKS)
 	$(BIN)/jupyter-book build $(JB_FLAGS) --config _build/_config_book.yml .
 	$(EXEC_CACHE) record $(NOTEBOOKS)
 	touch $(BUILT_STAMP)
@@ -100,10 +102,14 @@ print: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/jupyter-book build $(JB_FLAGS) --builder singlehtml .
 	$(BIN)/python scripts/print_book.py _build/singlehtml/index.html _build/print/book.pdf
 
+# The suite runs in TEST_JOBS processes at once (pytest-xdist; default one per core), each test file (each
+# notebook's cells, in order) in one process, every process and kernel on one torch thread (OMP_NUM_THREADS=1:
+# two threads per process on two busy cores cost far more than they gain, see the Timings page).
+TEST_JOBS    ?= auto
 test: $(STAMP) $(VENDOR_STAMP)
-	$(BIN)/python -m pytest tests $$($(EXEC_CACHE) stale $(NOTEBOOKS)) $(EXERCISE_NOTEBOOKS) \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests $$($(EXEC_CACHE) stale $(NOTEBOOKS)) $(EXERCISE_NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
-	  -p no:cacheprovider
+	  -n $(TEST_JOBS) --dist loadfile -p no:cacheprovider
 
 # Any seed: every chapter executed again under each of SEEDS (LNN_SEED, read in one place by each chapter), with
 # a pass table. Not part of `make test` (it runs every chapter len(SEEDS) times).

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("execution_cache", ROOT / "tools" / "execution_cache.py")
 ec = importlib.util.module_from_spec(spec)
+sys.modules["execution_cache"] = ec  # its worker processes find execute()'s worker function by module name
 spec.loader.exec_module(ec)
 
 
@@ -75,6 +76,8 @@ def test_make_test_reuses_only_recorded_clean_executions(tmp_path):
     fake_execution(b, tmp_path, error=True)
     manifest = ec.record(names, tmp_path, build)
     assert list(manifest) == ["book/a.ipynb"]  # b's copy holds an error output: never reused
+    nbformat.write(nbformat.read(b, as_version=4), ec.executed_copy(b, tmp_path, build))
+    assert list(ec.record(names, tmp_path, build)) == ["book/a.ipynb"]  # a copy without outputs: never reused
     assert ec.stale(names, tmp_path, build) == [str(b)]
     make_notebook(a, "print('a', 1 + 1)", prose="Edited prose.")
     assert ec.stale(names, tmp_path, build) == [str(b)]  # prose does not invalidate
@@ -89,20 +92,26 @@ def test_ci_config_executes_from_scratch(tmp_path, monkeypatch):
     make_project(tmp_path)
     (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: force\n")
     target = tmp_path / "_build" / "c.yml"
-    monkeypatch.setenv("CI", "true")
-    assert ec.yaml_load(ec.write_config(tmp_path / "_config.yml", target, tmp_path, tmp_path / "_build"))["execute"] == {
-        "execute_notebooks": "force"
-    }
+    folder = ec.cache_dir(tmp_path, tmp_path / "_build")
     monkeypatch.setenv("CI", "false")
     execute = ec.yaml_load(ec.write_config(tmp_path / "_config.yml", target, tmp_path, tmp_path / "_build"))["execute"]
     assert execute["execute_notebooks"] == "cache"
     assert Path(execute["cache"]).name == ec.source_key(tmp_path)[:16]
+    (folder / "kept").write_text("an earlier execution")
+    ec.write_config(tmp_path / "_config.yml", target, tmp_path, tmp_path / "_build")
+    assert (folder / "kept").exists()  # a local rebuild keeps the executions of this lnn and environment
+    monkeypatch.setenv("CI", "true")
+    execute = ec.yaml_load(ec.write_config(tmp_path / "_config.yml", target, tmp_path, tmp_path / "_build"))["execute"]
+    assert execute["execute_notebooks"] == "cache" and Path(execute["cache"]) == folder.resolve()
+    assert folder.is_dir() and not any(folder.iterdir())  # CI: an empty cache, every chapter from scratch
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "jupyter-book").exists(), reason="needs jupyter-book")
 def test_jupyter_book_rebuilds_execute_only_what_changed(tmp_path, monkeypatch):
-    """Three small builds (about 10 s each on a quiet 2-core machine): both chapters; after a prose-only edit of
-    one and a code edit of the other, only the other; after an edit to lnn, both."""
+    """Three small builds (about 10 s each on a quiet 2-core machine), as `make book` runs them: the config, the
+    parallel execution of what the cache lacks, the build. First both chapters; after a prose-only edit of one and
+    a code edit of the other, only the other; after an edit to lnn, both. The build itself never executes: it
+    finds every execution in the cache. A raising notebook fails the execution step, with its traceback."""
     a, b = make_project(tmp_path)
     (tmp_path / "_config.yml").write_text(
         "title: t\nonly_build_toc_files: true\nexclude_patterns: ['.*', '_build', 'lnn']\n"
@@ -112,20 +121,34 @@ def test_jupyter_book_rebuilds_execute_only_what_changed(tmp_path, monkeypatch):
     jb = str(Path(sys.executable).parent / "jupyter-book")
     config = tmp_path / "_build" / "_config_book.yml"
     monkeypatch.setenv("CI", "false")
+    monkeypatch.chdir(tmp_path)
 
     def build_and_list_executed() -> set[str]:
         ec.write_config(tmp_path / "_config.yml", config, tmp_path, tmp_path / "_build")
+        executed, failed = ec.execute(config, [str(a), str(b)], jobs=2)
+        assert failed == []
         proc = subprocess.run(
             [jb, "build", "--all", "-W", "--config", str(config), str(tmp_path)],
             capture_output=True, text=True, cwd=tmp_path,
         )
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-3000:]
-        return {Path(line.split(":")[0]).stem for line in log.splitlines() if "Executing notebook" in line}
+        assert "Executing notebook" not in log  # the build reads every execution from the cache
+        assert "Using cached notebook" in log
+        return {Path(name).stem for name in executed}
 
     assert build_and_list_executed() == {"a", "b"}
+    assert "b 4" in (tmp_path / "_build" / "html" / "book" / "b.html").read_text()  # the outputs are in the page
+    # `make test` reuses these executions: they are read from the cache (myst-nb's copies in
+    # _build/jupyter_execute/ lack the outputs that come from the cache, so they alone would not do).
+    assert list(ec.record([str(a), str(b)], tmp_path, tmp_path / "_build")) == ["book/a.ipynb", "book/b.ipynb"]
+    assert ec.stale([str(a), str(b)], tmp_path, tmp_path / "_build") == []
     make_notebook(a, "print('a', 1 + 1)", prose="A prose-only edit.")
     make_notebook(b, "print('b', 2 + 3)")
     assert build_and_list_executed() == {"b"}
     (tmp_path / "lnn" / "__init__.py").write_text("VALUE = 4\n")
     assert build_and_list_executed() == {"a", "b"}
+    make_notebook(b, "raise ValueError('a failing chapter')")
+    ec.write_config(tmp_path / "_config.yml", config, tmp_path, tmp_path / "_build")
+    executed, failed = ec.execute(config, [str(a), str(b)], jobs=2)
+    assert executed == [] and failed == ["book/b.ipynb"]

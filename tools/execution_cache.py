@@ -8,13 +8,20 @@ invalidate it; here the ``lnn`` part of the key names the cache folder instead.
 Commands (used by the Makefile)::
 
     python tools/execution_cache.py config _config.yml _build/_config_book.yml
-        Write the config for `make book`: with CI=true (or LNN_EXECUTE=force) the book's own config (every chapter
-        executed from scratch); otherwise the same config with ``execute_notebooks: cache`` and ``execute.cache`` in
-        ``_build/.jupyter_cache/<hash of lnn and the environment>``, so a prose-only edit re-executes nothing and an
-        edit to one chapter's code re-executes that chapter only. Other hashes' folders are removed.
+        Write the config for `make book`: the book's own config with ``execute_notebooks: cache`` and
+        ``execute.cache`` in ``_build/.jupyter_cache/<hash of lnn and the environment>``, so a prose-only edit
+        re-executes nothing and an edit to one chapter's code re-executes that chapter only. Other hashes' folders
+        are removed. With CI=true (or LNN_EXECUTE=force) the folder is emptied first: every chapter is executed
+        from scratch.
+    python tools/execution_cache.py execute _build/_config_book.yml NOTEBOOK...
+        Execute, in parallel (one kernel per core, ``LNN_EXECUTE_JOBS`` to override), the notebooks that the
+        config's cache holds no execution of, and store each execution in the cache, where the build then finds
+        it (Jupyter Book 1.x executes its notebooks one after the other). Prints each notebook's time; a notebook
+        that raises fails the command, with its traceback.
     python tools/execution_cache.py record NOTEBOOK...
-        After a successful strict build: for each notebook whose executed copy in ``_build/jupyter_execute/``
-        has the same code as the source and no error output, store its key in ``_build/executed.json``.
+        After a successful strict build: for each notebook whose execution (in the cache, else the executed copy
+        in ``_build/jupyter_execute/``) has the same code as the source, outputs and no error output, store its key
+        in ``_build/executed.json``.
     python tools/execution_cache.py stale NOTEBOOK...
         Print the notebooks that `make test` must still execute under nbval: those without a recorded execution
         with today's key. Names the reused ones on stderr. Without a build, that is every notebook: a fresh
@@ -68,16 +75,36 @@ def executed_copy(path: Path, root: Path = ROOT, build: Path = BUILD) -> Path:
     return build / "jupyter_execute" / Path(path).resolve().relative_to(root.resolve())
 
 
-def execution_problem(source: Path, executed: Path) -> str | None:
-    """Why the executed copy cannot stand for an execution of ``source`` (None when it can)."""
-    if not executed.is_file():
-        return "no executed copy"
-    nb = json.loads(executed.read_text())
+def executed_notebook(path: Path, root: Path = ROOT, build: Path = BUILD) -> dict | None:
+    """The build's execution of ``path``: the matching record of the execution cache (``make book``), else the copy
+    in ``_build/jupyter_execute/`` (a build that executed without the cache; myst-nb writes that copy without the
+    outputs when they come from the cache). None when there is neither."""
+    folder = cache_dir(root, build)
+    if folder.is_dir() and any(folder.iterdir()):
+        import nbformat
+        from jupyter_cache import get_cache
+
+        cache = get_cache(folder)
+        try:
+            match = cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        except KeyError:
+            pass
+        else:
+            return json.loads(nbformat.writes(cache.get_cache_bundle(match.pk).nb))
+    copy = executed_copy(path, root, build)
+    return json.loads(copy.read_text()) if copy.is_file() else None
+
+
+def execution_problem(source: Path, nb: dict | None) -> str | None:
+    """Why the executed notebook ``nb`` cannot stand for an execution of ``source`` (None when it can)."""
+    if nb is None:
+        return "no execution"
     if code_cells(nb) != code_cells(json.loads(Path(source).read_text())):
-        return "the executed copy has other code"
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
+        return "the execution has other code"
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    if not any(c.get("outputs") for c in cells):
+        return "no outputs"
+    for cell in cells:
         if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
             return "an error output"
     return None
@@ -87,7 +114,7 @@ def record(notebooks: list[str], root: Path = ROOT, build: Path = BUILD) -> dict
     src = source_key(root)
     manifest: dict[str, str] = {}
     for name in notebooks:
-        problem = execution_problem(Path(name), executed_copy(Path(name), root, build))
+        problem = execution_problem(Path(name), executed_notebook(Path(name), root, build))
         if problem is None:
             manifest[str(Path(name).resolve().relative_to(root.resolve()))] = notebook_key(Path(name), src)
         else:
@@ -105,7 +132,7 @@ def stale(notebooks: list[str], root: Path = ROOT, build: Path = BUILD) -> list[
     for name in notebooks:
         rel = str(Path(name).resolve().relative_to(root.resolve()))
         ok = manifest.get(rel) == notebook_key(Path(name), src) and (
-            execution_problem(Path(name), executed_copy(Path(name), root, build)) is None
+            execution_problem(Path(name), executed_notebook(Path(name), root, build)) is None
         )
         (reused if ok else todo).append(name)
     if reused:
@@ -127,22 +154,26 @@ def yaml_load(path: Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+def forced() -> bool:
+    """CI=true or LNN_EXECUTE=force: every chapter is executed from scratch."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("LNN_EXECUTE") == "force"
+
+
 def write_config(source: Path, target: Path, root: Path = ROOT, build: Path = BUILD) -> Path:
-    """The build config: the book's own with CI=true or LNN_EXECUTE=force, else with the keyed cache."""
+    """The build config: the book's own with ``execute_notebooks: cache`` in the folder keyed on ``lnn/`` and the
+    environment, emptied first with CI=true or LNN_EXECUTE=force."""
     import yaml
 
     config = yaml.safe_load(Path(source).read_text())
-    forced = os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("LNN_EXECUTE") == "force"
     execute = dict(config.get("execute") or {})
-    if not forced:
-        folder = cache_dir(root, build)
-        if folder.parent.is_dir():
-            for other in folder.parent.iterdir():
-                if other != folder and other.is_dir():
-                    shutil.rmtree(other)  # executions under another lnn or environment: never valid again
-        execute["execute_notebooks"] = "cache"
-        execute["cache"] = str(folder.resolve())
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = cache_dir(root, build)
+    if folder.parent.is_dir():
+        for other in folder.parent.iterdir():
+            if other.is_dir() and (other != folder or forced()):
+                shutil.rmtree(other)  # executions under another lnn or environment: never valid again
+    execute["execute_notebooks"] = "cache"
+    execute["cache"] = str(folder.resolve())
+    folder.mkdir(parents=True, exist_ok=True)
     config["execute"] = execute
     # Jupyter Book resolves sphinx.local_extensions against the config file's folder: rebase them.
     sphinx = dict(config.get("sphinx") or {})
@@ -159,8 +190,67 @@ def write_config(source: Path, target: Path, root: Path = ROOT, build: Path = BU
     return target
 
 
+def _execute_one(path: str, timeout: int | None, allow_errors: bool) -> tuple[str, float, str | None]:
+    """Run one notebook in its own folder (a worker process): the executed notebook, the seconds, the traceback."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=allow_errors)
+    return nbformat.writes(nb), result.time, result.exc_string if result.err is not None else None
+
+
+def execute(config_path: Path, notebooks: list[str], jobs: int | None = None) -> tuple[list[str], list[str]]:
+    """Execute the notebooks without an execution in the config's cache, ``jobs`` at a time (default: the
+    number of cores, or ``LNN_EXECUTE_JOBS``), in the given order, and store each successful execution in the
+    cache with its time, as myst-nb's own cache mode does. Returns the executed and the failed notebooks."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    settings = yaml_load(config_path).get("execute") or {}
+    if settings.get("execute_notebooks") != "cache" or not notebooks:
+        return [], []
+    cache = get_cache(settings["cache"])
+    todo = []
+    for name in notebooks:
+        uri = str(Path(name).resolve())
+        try:
+            cache.match_cache_notebook(nbformat.read(uri, as_version=4))
+        except KeyError:
+            todo.append(uri)
+    if not todo:
+        print(f"execution_cache: the cache holds an execution of all {len(notebooks)} notebooks", file=sys.stderr)
+        return [], []
+    jobs = jobs or int(os.environ.get("LNN_EXECUTE_JOBS", "0")) or os.cpu_count() or 1
+    jobs = max(1, min(jobs, len(todo)))
+    timeout, allow_errors = settings.get("timeout", 30), bool(settings.get("allow_errors", False))
+    print(f"execution_cache: executing {len(todo)} notebook(s), {jobs} at a time", file=sys.stderr)
+    executed, failed = [], []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [(uri, pool.submit(_execute_one, uri, timeout, allow_errors)) for uri in todo]
+        for uri, future in futures:
+            name = os.path.relpath(uri)
+            text, seconds, traceback = future.result()
+            if traceback is not None:
+                print(f"execution_cache: {name} FAILED after {seconds:.1f} s\n{traceback}", file=sys.stderr)
+                failed.append(name)
+                continue
+            cache.add_nb_to_project(uri)
+            cache.cache_notebook_bundle(
+                CacheBundleIn(nbformat.reads(text, as_version=4), uri, data={"execution_seconds": seconds}),
+                check_validity=False,
+                overwrite=True,
+            )
+            print(f"execution_cache: {name} executed in {seconds:.1f} s", file=sys.stderr)
+            executed.append(name)
+    return executed, failed
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 1 or argv[0] not in ("config", "record", "stale", "key"):
+    if len(argv) < 1 or argv[0] not in ("config", "execute", "record", "stale", "key"):
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[0], argv[1:]
@@ -169,6 +259,14 @@ def main(argv: list[str]) -> int:
             print("usage: execution_cache.py config SOURCE_CONFIG TARGET_CONFIG", file=sys.stderr)
             return 2
         write_config(Path(args[0]), Path(args[1]))
+    elif cmd == "execute":
+        if len(args) < 1:
+            print("usage: execution_cache.py execute BUILD_CONFIG NOTEBOOK...", file=sys.stderr)
+            return 2
+        _, failed = execute(Path(args[0]), args[1:])
+        if failed:
+            print("execution_cache: these notebooks raised: " + ", ".join(failed), file=sys.stderr)
+            return 1
     elif cmd == "record":
         record(args)
     elif cmd == "stale":
