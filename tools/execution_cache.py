@@ -14,7 +14,7 @@ Commands (used by the Makefile)::
         are removed. With CI=true (or LNN_EXECUTE=force) the folder is emptied first: every chapter is executed
         from scratch.
     python tools/execution_cache.py execute _build/_config_book.yml NOTEBOOK...
-        Execute, in parallel (one kernel per core, ``LNN_EXECUTE_JOBS`` to override), the notebooks that the
+        Execute, in parallel (one kernel per two cores, ``LNN_EXECUTE_JOBS`` to override), the notebooks that the
         config's cache holds no execution of, and store each execution in the cache, where the build then finds
         it (Jupyter Book 1.x executes its notebooks one after the other). Prints each notebook's time; a notebook
         that raises fails the command, with its traceback.
@@ -190,6 +190,14 @@ def write_config(source: Path, target: Path, root: Path = ROOT, build: Path = BU
     return target
 
 
+def default_jobs() -> int:
+    """Notebooks executed at once: one per two cores. Each kernel runs its products on one thread (``lnn.threads``),
+    and the budget of a chapter is its time on a two-core machine with nothing else running: two chapters at once
+    on two cores run about 15 % slower each (measured on the book's test machine), so a two-core machine executes
+    them one after the other, and a larger one several at once."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def _execute_one(path: str, timeout: int | None, allow_errors: bool) -> tuple[str, float, str | None]:
     """Run one notebook in its own folder (a worker process): the executed notebook, the seconds, the traceback."""
     import nbformat
@@ -201,8 +209,8 @@ def _execute_one(path: str, timeout: int | None, allow_errors: bool) -> tuple[st
 
 
 def execute(config_path: Path, notebooks: list[str], jobs: int | None = None) -> tuple[list[str], list[str]]:
-    """Execute the notebooks without an execution in the config's cache, ``jobs`` at a time (default: the
-    number of cores, or ``LNN_EXECUTE_JOBS``), in the given order, and store each successful execution in the
+    """Execute the notebooks without an execution in the config's cache, ``jobs`` at a time (default
+    ``LNN_EXECUTE_JOBS``, else :func:`default_jobs`), in the given order, and store each successful execution in the
     cache with its time, as myst-nb's own cache mode does. Returns the executed and the failed notebooks."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -224,7 +232,7 @@ def execute(config_path: Path, notebooks: list[str], jobs: int | None = None) ->
     if not todo:
         print(f"execution_cache: the cache holds an execution of all {len(notebooks)} notebooks", file=sys.stderr)
         return [], []
-    jobs = jobs or int(os.environ.get("LNN_EXECUTE_JOBS", "0")) or os.cpu_count() or 1
+    jobs = jobs or int(os.environ.get("LNN_EXECUTE_JOBS", "0")) or default_jobs()
     jobs = max(1, min(jobs, len(todo)))
     timeout, allow_errors = settings.get("timeout", 30), bool(settings.get("allow_errors", False))
     print(f"execution_cache: executing {len(todo)} notebook(s), {jobs} at a time", file=sys.stderr)
