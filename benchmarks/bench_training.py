@@ -10,7 +10,9 @@ chapter 5's protocol (binary cross-entropy, minibatches of 128 from one sampler,
 * the largest relative difference between the batched and the sequential final parameters (same results to
   rounding);
 * the batched run's arithmetic rate (forward + backward, counted as 3x the forward multiply-adds) as a share of this
-  machine's ``torch.bmm`` rate on products of the same sizes.
+  machine's ``torch.bmm`` rate on products of the same sizes;
+* the same rate for the sequential runs, and the ceiling it implies: no batched engine can beat ``R`` sequential
+  runs by more than (machine rate) / (sequential rate), since both do the same arithmetic.
 
 This is a measurement, not a test: it prints figures and never fails on time (see the Timings page).
 """
@@ -103,11 +105,13 @@ def bench(kind: str, args, dtype) -> dict:
     )
     flops = 3 * forward_flops(kind) * args.batch_size * R * args.steps
     rate = flops / statistics.median(t_b)
+    rate_seq = flops / statistics.median(t_s)
     machine = bmm_rate(R, args.batch_size, 100, 100, dtype) if kind == "mlp" else bmm_rate(R, args.batch_size, 120, 84, dtype)
     return {"model": kind, "runs": R, "steps": args.steps, "batched": stats(t_b), "sequential": stats(t_s),
             "speedup_median": statistics.median(t_s) / statistics.median(t_b),
             "max_rel_param_difference": diff, "diverged": int(res.diverged.sum()),
-            "batched_gflops": rate / 1e9, "machine_bmm_gflops": machine / 1e9, "share_of_bmm_rate": rate / machine}
+            "batched_gflops": rate / 1e9, "machine_bmm_gflops": machine / 1e9, "share_of_bmm_rate": rate / machine,
+            "sequential_gflops": rate_seq / 1e9, "speedup_ceiling": machine / rate_seq}
 
 
 def main() -> list:
@@ -138,6 +142,8 @@ def main() -> list:
         print(f"         same results: max relative parameter difference {f['max_rel_param_difference']:.1e}; "
               f"rate {f['batched_gflops']:.2f} GFLOP/s = {f['share_of_bmm_rate']:.0%} of this machine's bmm rate "
               f"({f['machine_bmm_gflops']:.1f} GFLOP/s)")
+        print(f"         the sequential runs already reach {f['sequential_gflops']:.2f} GFLOP/s: no batching can beat "
+              f"them by more than {f['speedup_ceiling']:.1f}x on this machine")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)
