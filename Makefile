@@ -75,9 +75,9 @@ static: $(VENDOR_STAMP)
 
 # Execution is cached per notebook, keyed on its code AND on lnn/ + the environment (tools/execution_cache.py
 # writes the config): a prose-only edit re-executes nothing. CI=true empties the cache first, so every chapter
-# runs from scratch. The chapters to run are executed before the build reads them from the cache, in parallel on
-# machines with four cores or more (one kernel per two cores; LNN_EXECUTE_JOBS overrides). After a successful
-# build the executions are recorded for `make test`.
+# runs from scratch. The chapters to run are executed in parallel (one kernel per core, LNN_EXECUTE_JOBS to
+# override) before the build reads them from the cache. After a successful build the executions are recorded
+# for `make test`.
 book: $(STAMP) $(VENDOR_STAMP)
 	rm -f $(BUILT_STAMP) $(EXECUTED)
 	$(EXEC_CACHE) config _config.yml _build/_config_book.yml

@@ -14,7 +14,7 @@ Commands (used by the Makefile)::
         are removed. With CI=true (or LNN_EXECUTE=force) the folder is emptied first: every chapter is executed
         from scratch.
     python tools/execution_cache.py execute _build/_config_book.yml NOTEBOOK...
-        Execute, in parallel (one kernel per two cores, ``LNN_EXECUTE_JOBS`` to override), the notebooks that the
+        Execute, in parallel (one kernel per core, ``LNN_EXECUTE_JOBS`` to override), the notebooks that the
         config's cache holds no execution of, and store each execution in the cache, where the build then finds
         it (Jupyter Book 1.x executes its notebooks one after the other). Prints each notebook's time; a notebook
         that raises fails the command, with its traceback.
@@ -191,11 +191,10 @@ def write_config(source: Path, target: Path, root: Path = ROOT, build: Path = BU
 
 
 def default_jobs() -> int:
-    """Notebooks executed at once: one per two cores. Each kernel runs its products on one thread (``lnn.threads``),
-    and the budget of a chapter is its time on a two-core machine with nothing else running: two chapters at once
-    on two cores run about 15 % slower each (measured on the book's test machine), so a two-core machine executes
-    them one after the other, and a larger one several at once."""
-    return max(1, (os.cpu_count() or 1) // 2)
+    """Notebooks executed at once: one per core. Each kernel runs its products on one thread (``lnn.threads``), so
+    two kernels on two cores do not oversubscribe them. On the book's two-core test machine the time of one chapter
+    varied by more than its slowdown from sharing the machine with a second chapter (see the Timings page)."""
+    return max(1, os.cpu_count() or 1)
 
 
 def _execute_one(path: str, timeout: int | None, allow_errors: bool) -> tuple[str, float, str | None]:
