@@ -27,7 +27,14 @@ Tensors default to float64, the precision in which the book checks theorems. Bad
 diverges.
 """
 
-from .dynamics import Parametrization, Trajectory, end_to_end_descent, gradient_descent, gradient_flow
+from .dynamics import (
+    Parametrization,
+    Trajectory,
+    end_to_end_descent,
+    first_step_below,
+    gradient_descent,
+    gradient_flow,
+)
 from .metrics import balancedness, balancedness_gaps, deficiency_margin, effective_rank, nuclear_norm, schatten_norm
 from .network import (
     balanced_factors,
@@ -100,6 +107,7 @@ __all__ = [
     "end_to_end_descent",
     "end_to_end_field",
     "factor_gradients",
+    "first_step_below",
     "gaussian_factors",
     "gradient_descent",
     "gradient_flow",

@@ -44,6 +44,7 @@ from .theory import EndToEndRule
 __all__ = [
     "Parametrization",
     "Trajectory",
+    "first_step_below",
     "gradient_descent",
     "end_to_end_descent",
     "gradient_flow",
@@ -200,10 +201,28 @@ class Trajectory:
         return self.records[name]
 
     def first_step_below(self, threshold: float) -> Tensor:
-        """First step at which each run's loss is ``< threshold`` (``-1`` if never), shape ``loss_shape``."""
-        below = self.losses < threshold
-        first = below.to(torch.int64).argmax(0)
-        return torch.where(below.any(0), first, torch.full_like(first, -1))
+        """First step at which each run's loss is ``< threshold`` (``-1`` if never), shape ``loss_shape``:
+        :func:`first_step_below` of :attr:`losses`."""
+        return first_step_below(self.losses, threshold)
+
+
+def first_step_below(losses: Tensor, threshold: float) -> Tensor:
+    """The first row ``t`` with ``losses[t] < threshold``, per run (per trailing index), ``-1`` for a run that never
+    gets there; a NaN loss never counts as below. ``losses`` has shape ``(records, *runs)``, like
+    :attr:`Trajectory.losses` or the losses of :func:`lnn.training.train_ensemble` (chapter *Applications* times
+    how fast the original and the overparameterized networks reach a loss level with it).
+
+    Examples
+    --------
+    >>> first_step_below(torch.tensor([[3.0, 1.0], [0.5, float("nan")], [0.2, 2.0]]), 1.0)
+    tensor([ 1, -1])
+    """
+    losses = torch.as_tensor(losses)
+    if losses.ndim == 0:
+        raise ValueError("losses must have a leading dimension of records (steps), got a scalar")
+    below = losses < threshold
+    first = below.to(torch.int64).argmax(0)
+    return torch.where(below.any(0), first, torch.full_like(first, -1))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -276,3 +276,14 @@ def test_a_custom_parametrization_plugs_into_the_driver():
     via_A = lnn.gradient_descent([W0.mT.contiguous()], loss, lr=0.02, steps=30, parametrization=Transposed())
     direct = lnn.gradient_descent([W0], loss, lr=0.02, steps=30)
     assert torch.allclose(via_A.end_to_end, direct.end_to_end, atol=1e-14)
+
+
+def test_first_step_below_per_run():
+    """The free function that Trajectory.first_step_below and chapter 4 use: per run, NaN never below, -1 if never."""
+    losses = torch.tensor([[3.0, 1.0, 5.0], [0.5, float("nan"), 4.0], [0.2, 0.1, 4.5]], dtype=torch.float64)
+    assert lnn.first_step_below(losses, 1.0).tolist() == [1, 2, -1]
+    assert lnn.first_step_below(losses.numpy(), 0.3).tolist() == [2, 2, -1]  # numpy curves, as chapter 4 passes
+    runs = torch.stack([losses, 2 * losses], dim=-1)  # several trailing run dimensions
+    assert lnn.first_step_below(runs, 1.0).shape == (3, 2)
+    with pytest.raises(ValueError, match="leading dimension"):
+        lnn.first_step_below(torch.tensor(0.5), 1.0)
