@@ -252,7 +252,10 @@ class Completion(Objective):
     """Matrix or tensor completion: ``ell(W) = c * sum_{(i..) in Omega} (W - T)_{i..}^2`` (chapter *Implicit bias*).
 
     ``mask`` (bool, shape of ``target``) marks the observed entries ``Omega``; ``reduction="mean"`` divides by
-    ``|Omega|``. :meth:`test_error` and :meth:`relative_error` measure the fit on all entries.
+    ``|Omega|``. A mask with leading dimensions, shape ``(*runs, *target.shape)``, gives each run its own
+    ``Omega_r`` (and, with ``"mean"``, its own ``c = 1 / |Omega_r|``): runs batched over those dimensions then see
+    different observations of the same target. :meth:`test_error` and :meth:`relative_error` measure the fit on all
+    entries.
 
     Defined in :prf:ref:`ib-def-dmf` (matrices) and :prf:ref:`ib-def-cp` (tensors).
 
@@ -263,6 +266,9 @@ class Completion(Objective):
     >>> task = lnn.Completion(target, torch.tensor([[True, False], [False, True]]))
     >>> task.num_observed, float(task(target)), float(task.test_error(torch.zeros(2, 2, dtype=torch.float64)))
     (2, 0.0, 3.5)
+    >>> two = lnn.Completion(target, torch.tensor([[[True, False], [False, True]], [[True, True], [True, True]]]))
+    >>> two.num_observed.tolist(), two(torch.zeros(2, 2, 2, dtype=torch.float64)).tolist()  # one loss per run
+    ([2, 4], [4.5, 3.5])
     """
 
     def __init__(self, target: Tensor, mask: Tensor, reduction: str = "mean"):
@@ -270,29 +276,40 @@ class Completion(Objective):
         check_tensor(mask, "mask")
         if mask.device != target.device:
             raise TypeError(f"mask is on device {mask.device} but target is on {target.device}; move one of them")
-        if target.shape != mask.shape:
-            raise ValueError(f"target and mask must have the same shape, got {tuple(target.shape)} and {tuple(mask.shape)}")
         if target.ndim < 2:
             raise ValueError(f"target must be a matrix or a tensor of order >= 2, got shape {tuple(target.shape)}")
+        if mask.ndim < target.ndim or mask.shape[mask.ndim - target.ndim :] != target.shape:
+            raise ValueError(
+                f"mask must have the shape of target, {tuple(target.shape)}, or one such mask per run, "
+                f"(*runs, {', '.join(map(str, target.shape))}); got {tuple(mask.shape)}"
+            )
         mask = mask.to(torch.bool)
-        n_obs = int(mask.sum())
-        if n_obs == 0:
-            raise ValueError("mask observes no entry")
+        self._dims = tuple(range(-target.ndim, 0))
+        counts = mask.sum(self._dims)
+        if bool((counts == 0).any()):
+            raise ValueError("mask observes no entry" + ("" if mask.ndim == target.ndim else " in some run"))
         check_finite(target, "target")
         self.target, self.mask = target, mask
         self.data = target
         self._weights = mask.to(target.dtype)
         self._observed = target * self._weights
-        self.num_observed = n_obs
-        self.c = _scale(reduction, n_obs)
+        if mask.ndim == target.ndim:
+            self.num_observed = int(counts)
+            self.c = _scale(reduction, self.num_observed)
+        else:  # one c per run, broadcast against the run dimensions of the loss
+            self.num_observed = counts
+            self.c = 1.0 / counts.to(target.dtype) if reduction == "mean" else _scale(reduction, 1)
         self.reduction = reduction
         self.target_shape = tuple(target.shape)
-        self._dims = tuple(range(-target.ndim, 0))
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
         self._check_input(W)
         R = torch.addcmul(-self._observed, W, self._weights)  # mask * (W - T), in one kernel
-        return self.c * (R * R).sum(self._dims), (2 * self.c) * R
+        c = self.c
+        if isinstance(c, Tensor):
+            c = c.reshape(c.shape + (1,) * len(self._dims))
+            return (c * (R * R)).sum(self._dims), (2 * c) * R
+        return c * (R * R).sum(self._dims), (2 * c) * R
 
     def test_error(self, W: Tensor) -> Tensor:
         """Mean squared error over all entries, ``mean (W - T)^2`` (per run)."""

@@ -76,8 +76,12 @@ def test_objectives_reject_wrong_shapes():
         lnn.LpRegression(torch.ones(5, 3), torch.ones(4, 2))
     with pytest.raises(ValueError, match="reduction"):
         lnn.MatrixSensing(torch.ones(2, 3, 3), torch.ones(2), reduction="avg")
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="shape of target"):
         lnn.Completion(torch.ones(3, 3), torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape of target"):
+        lnn.Completion(torch.ones(3, 3), torch.ones(2, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="observes no entry in some run"):
+        lnn.Completion(torch.ones(3, 3), torch.stack([torch.ones(3, 3), torch.zeros(3, 3)]).bool())
     with pytest.raises(ValueError, match="observes no entry"):
         lnn.Completion(torch.ones(3, 3), torch.zeros(3, 3, dtype=torch.bool))
 
@@ -163,3 +167,18 @@ def test_norms_margin_and_balancedness():
     assert torch.allclose(D, 3 * torch.eye(2, dtype=torch.float64))
     assert float(lnn.balancedness(factors)) == pytest.approx(3 * math.sqrt(2))
     assert float(lnn.balancedness(factors[:1])) == 0.0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "half_sum"])
+def test_completion_with_one_mask_per_run(reduction):
+    """A mask per run (chapter 3's sweep over the number of observations) gives each run the loss and gradient of
+    its own single-mask Completion, to rounding."""
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+    masks = torch.stack([lnn.random_mask((5, 4), k, generator=gen) for k in (3, 8, 20)])
+    W = torch.randn(3, 5, 4, dtype=torch.float64, generator=gen)
+    value, grad = lnn.Completion(target, masks, reduction).value_and_grad(W)
+    for r in range(3):
+        v, g = lnn.Completion(target, masks[r], reduction).value_and_grad(W[r])
+        assert torch.allclose(value[r], v, rtol=1e-14, atol=0) and torch.allclose(grad[r], g, rtol=1e-14, atol=0)
+    assert lnn.Completion(target, masks).num_observed.tolist() == [3, 8, 20]
