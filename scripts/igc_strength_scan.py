@@ -8,17 +8,27 @@ LOCAL (local-control strengths), SEEDS, CAP (epochs), LR (Adam step), OUTJ (JSON
 
     OMP_NUM_THREADS=1 LR=6e-3 LAMS=0.03,0.1,0.3,1 LOCAL=0.1,0.3 SEEDS=0,1,2 python scripts/igc_strength_scan.py
 """
-import os, sys, time, json
-import numpy as np, torch, torch.nn.functional as F
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-import lnn
 from lnn.locality import (input_gradient_change, is_same_slots, is_same_task, is_same_templates, patch_mask,
                           train_to_fit)
 from lnn.tutorial_cnn import accuracy
 torch.set_num_threads(1)
 SEED = int(os.environ.get("LNN_SEED", "0"))
-seeded = lambda k: torch.Generator().manual_seed(SEED + k)
+
+
+def seeded(k):
+    return torch.Generator().manual_seed(SEED + k)
+
+
 LAMS = [float(v) for v in os.environ.get("LAMS", "0.03,0.1,0.3").split(",")]
 LOCAL = [float(v) for v in os.environ.get("LOCAL", "0.1").split(",") if v]
 IGC_SEEDS = [int(v) for v in os.environ.get("SEEDS", "0,1,2").split(",")]
@@ -32,14 +42,17 @@ def conv_net(length, channels=8, seed=0):
     net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(channels, 1))
     for m in net.modules():
         if isinstance(m, (nn.Conv1d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu"); nn.init.zeros_(m.bias)
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
     return net
 LENGTH, PATCH, N_TRAIN = 64, 8, 256
 DISTANCES = [0, 48]
 PATIENCE, PENALTY_BATCH = 5, 16
 CONDITIONS = {"plain": (0.0, "far")}
-for l in LAMS: CONDITIONS[f"igc{l}"] = (l, "far")
-for l in LOCAL: CONDITIONS[f"local{l}"] = (l, "local")
+for lam in LAMS:
+    CONDITIONS[f"igc{lam}"] = (lam, "far")
+for lam in LOCAL:
+    CONDITIONS[f"local{lam}"] = (lam, "local")
 templates = is_same_templates(4, PATCH, generator=seeded(100))
 left = (torch.arange(N_TRAIN) % 2 == 0)[:, None, None]
 runs, tests, models, keys = [], [], [], []
@@ -56,10 +69,12 @@ for cond, (lam, where) in CONDITIONS.items():
             x, y = is_same_task(N_TRAIN, d, templates, length=LENGTH, generator=gen)
             runs.append((x, y, mask_i, mask_j, torch.full((N_TRAIN,), lam)))
             tests.append(is_same_task(1000, d, templates, length=LENGTH, generator=gen))
-            models.append(conv_net(LENGTH, seed=s)); keys.append((cond, d, s))
+            models.append(conv_net(LENGTH, seed=s))
+            keys.append((cond, d, s))
 data = [torch.stack(t) for t in zip(*runs)]
 def bce_igc(f, x, y, mask_i, mask_j, lam):
-    logits = f(x).squeeze(-1); k = PENALTY_BATCH
+    logits = f(x).squeeze(-1)
+    k = PENALTY_BATCH
     R = input_gradient_change(lambda z: f(z).squeeze(-1), x[:k], mask_i[:k], mask_j[:k])
     return F.binary_cross_entropy_with_logits(logits, y) + lam[0] * R, logits
 def bce(f, x, y, mask_i, mask_j, lam):
@@ -81,7 +96,8 @@ for k, (net, (x, _)) in enumerate(zip(nets, tests)):
     a, b = is_same_slots(LENGTH, PATCH, keys[k][1])
     cos.flat[k] = input_gradient_change(lambda z: net(z).squeeze(-1), x[:256], patch_mask(LENGTH, a),
                                         patch_mask(LENGTH, b)).item()
-ep = epochs.reshape(shape); tr = train.reshape(shape)
+ep = epochs.reshape(shape)
+tr = train.reshape(shape)
 print(f"SEED {SEED} seeds {IGC_SEEDS} cap {MAX_EPOCHS}: train cpu {cpu:.1f} s")
 for c, cond in enumerate(CONDITIONS):
     for j, d in enumerate(DISTANCES):

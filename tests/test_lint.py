@@ -1,4 +1,5 @@
-"""Lint: ruff (pinned in requirements.txt, rules in pyproject.toml [tool.ruff]) passes on all of lnn/ and lnn_course/.
+"""Lint: ruff (pinned in requirements.txt, rules in pyproject.toml [tool.ruff]) passes on all of lnn/ and lnn_course/,
+and on the build tools, scripts and benchmarks (tools/, scripts/, benchmarks/).
 
 The rules are pyflakes and pycodestyle errors (unused or undefined names, imports not at the top, ambiguous
 comparisons...); long lines and the paper's one-letter names (``l`` for a level) are allowed."""
@@ -23,9 +24,9 @@ def _ruff() -> list[str] | None:
     return [found] if found else None
 
 
-def test_ruff_passes_on_lnn_and_lnn_course():
+def test_ruff_passes_on_lnn_lnn_course_and_the_tools():
     ruff = _ruff()
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -r requirements.txt)")
-    result = subprocess.run([*ruff, "check", "--no-cache", "lnn", "lnn_course"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([*ruff, "check", "--no-cache", "lnn", "lnn_course", "tools", "scripts", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
