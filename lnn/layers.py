@@ -8,8 +8,9 @@ from a balanced factorization the end-to-end weight ``W = W_{N:1}`` moves, to fi
 preconditioned step ``-eta P_W(G)`` of chapter *Optimization* (:func:`lnn.preconditioned_gradient`).
 
 This module holds the layer (:class:`OverparameterizedLinear`), the rewrite of a network's dense layers into such
-products and back (:func:`overparameterize`, :func:`collapse`), and a driver that trains many independent copies
-of one small network at once (:func:`ensemble_train`, which is :func:`lnn.training.train_ensemble`).
+products and back (:func:`overparameterize`, :func:`collapse`). Chapter *Applications* trains many copies of one
+small network at once with :func:`lnn.training.train_ensemble`; ``ensemble_train``, its earlier name here, is the
+same function.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from torch import Tensor, nn
 from ._checks import check_depth
 from ._checks import hidden_widths
 from .network import balanced_factors, end_to_end
-from .training import EnsembleResult, train_ensemble
+from .training import train_ensemble
 
 __all__ = [
     "OverparameterizedLinear",
     "overparameterize",
     "collapse",
     "count_parameters",
-    "ensemble_train",
 ]
 
 _INITS = ("balanced", "identity")
@@ -231,41 +231,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def ensemble_train(
-    models: Sequence[nn.Module],
-    loss: Callable[..., Tensor],
-    data: Sequence[Tensor],
-    *,
-    lr: float | Tensor,
-    steps: int,
-    momentum: float = 0.0,
-    optimizer: str = "sgd",
-    batch_size: int | None = None,
-    data_per_run: bool = False,
-    generator: torch.Generator | None = None,
-    record_every: int = 1,
-    **options,
-) -> EnsembleResult:
-    """Train ``R`` independent copies of one architecture at once by (stochastic) gradient descent or Adam
-    (chapter *Applications*), stacked and stepped together through :func:`torch.vmap`.
-
-    This is :func:`lnn.training.train_ensemble`, the one training loop of ``lnn`` for ``nn.Module`` networks, under
-    the name and positional signature chapter 4 has always called; the update rule, every parameter (and the further
-    options ``schedule``, ``weight_decay``, ``penalty``, ``seed``, ``checkpoints``/``callback``) and the result, an
-    :class:`lnn.training.EnsembleResult` that unpacks as ``(losses, trained)`` and flags diverged runs, are
-    documented there.
-    """
-    return train_ensemble(
-        models,
-        loss,
-        data,
-        lr=lr,
-        steps=steps,
-        momentum=momentum,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        data_per_run=data_per_run,
-        generator=generator,
-        record_every=record_every,
-        **options,
-    )
+# The earlier name of lnn.training.train_ensemble (the one training loop), kept for code that imports it from here.
+ensemble_train = train_ensemble

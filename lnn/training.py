@@ -20,9 +20,12 @@ step sizes ``eta_r`` and weight decays ``lambda_r``, and a schedule ``c_s`` (``"
 ``1 - s / S``, the protocol of Ortiz-Jimenez et al. 2021), or Adam. A run whose loss or parameters stop being finite
 is flagged in :attr:`EnsembleResult.diverged` with the step where it happened; it does not affect the other runs.
 
-Users: :func:`lnn.layers.ensemble_train` (chapter *Applications*) is this loop with its historical signature, and
-:func:`lnn.ntk.train_binary` (chapter *Linearized networks*) is one run of it with the binary cross-entropy, momentum
-and the linear schedule. Both draw their minibatches from :func:`minibatches`, the one sampler of the package.
+Users: chapter *Applications* calls it directly (``lnn.layers.ensemble_train`` is an earlier name of the same
+function), and :func:`lnn.ntk.train_binary` (chapter *Linearized networks*) is one run of it with the binary
+cross-entropy, momentum and the linear schedule. Both draw their minibatches from :func:`minibatches`, the one
+sampler of the package. The other loops of the package with their own stopping rule or protocol
+(:func:`lnn.locality.train_to_fit`, :func:`lnn.tutorial_cnn.train_tutorial_cnn`) take their steps with
+:func:`batched_value_and_grad`.
 
 Why :func:`lnn.gradient_descent` (``lnn.dynamics``) keeps its own loop: it trains products of matrices
 ``W_N ... W_1`` held as plain tensors, with the factor gradients in closed form from the prefix and suffix products
