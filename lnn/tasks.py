@@ -299,17 +299,17 @@ class Completion(Objective):
         else:  # one c per run, broadcast against the run dimensions of the loss
             self.num_observed = counts
             self.c = 1.0 / counts.to(target.dtype) if reduction == "mean" else _scale(reduction, 1)
+        # c broadcast against the loss's run dimensions and the entries, computed once
+        self._c = self.c.reshape(self.c.shape + (1,) * target.ndim) if isinstance(self.c, Tensor) else self.c
         self.reduction = reduction
         self.target_shape = tuple(target.shape)
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
         self._check_input(W)
         R = torch.addcmul(-self._observed, W, self._weights)  # mask * (W - T), in one kernel
-        c = self.c
-        if isinstance(c, Tensor):
-            c = c.reshape(c.shape + (1,) * len(self._dims))
-            return (c * (R * R)).sum(self._dims), (2 * c) * R
-        return c * (R * R).sum(self._dims), (2 * c) * R
+        if isinstance(self._c, Tensor):  # one c per run
+            return (self._c * (R * R)).sum(self._dims), (2 * self._c) * R
+        return self._c * (R * R).sum(self._dims), (2 * self._c) * R
 
     def test_error(self, W: Tensor) -> Tensor:
         """Mean squared error over all entries, ``mean (W - T)^2`` (per run)."""
