@@ -33,9 +33,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jacrev
+from torch.func import grad, jacrev
 
 from ._checks import check_finite, check_floating, check_tensor
+from .ntk.kernels import scalar_function
 
 __all__ = ["mixed_derivative", "neural_anisotropy_directions", "nad_task"]
 
@@ -87,14 +88,7 @@ def mixed_derivative(model: nn.Module, at: Tensor | int | Sequence[int]) -> Tens
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x0 = _as_point(model, at)
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = {k: v.detach() for k, v in model.named_buffers()}
-
-    def f(p: dict, x: Tensor) -> Tensor:
-        out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-        if out.numel() != 1:
-            raise ValueError(f"mixed_derivative needs a scalar-output model; model(x) gave {out.numel()} outputs")
-        return out.reshape(())
+    f, params = scalar_function(model, "mixed_derivative and the NADs")
 
     def input_gradient(p: dict) -> Tensor:
         return grad(f, argnums=1)(p, x0).reshape(-1)

@@ -33,7 +33,7 @@ from .diagnostics import (
     kernel_regression_gd,
     rotation_ratios,
 )
-from .kernels import empirical_ntk, parameter_jacobian
+from .kernels import empirical_ntk, parameter_jacobian, scalar_function
 from .linearized import LinearizedModel, linearize
 from .networks import is_dense_network, lenet, mlp
 from .protocol import kernel_train_binary, minibatches, train_binary
@@ -44,6 +44,7 @@ __all__ = [
     "is_dense_network",
     "empirical_ntk",
     "parameter_jacobian",
+    "scalar_function",
     "LinearizedModel",
     "linearize",
     "kernel_alignment",

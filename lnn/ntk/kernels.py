@@ -11,7 +11,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from .networks import ELEMENTWISE_ACTIVATIONS, flat_modules, lenet, mlp  # noqa: F401 (mlp, lenet: doctests)
 
-__all__ = ["empirical_ntk", "parameter_jacobian", "layerwise_modules", "PER_EXAMPLE_MAPS"]
+__all__ = ["empirical_ntk", "parameter_jacobian", "layerwise_modules", "scalar_function", "PER_EXAMPLE_MAPS"]
 
 # Blocks of the Gram matrix hold at most this many entries (float64: 32 MiB) per intermediate.
 _MAX_BLOCK_ELEMENTS = 1 << 22
@@ -307,21 +307,37 @@ def _layerwise_jacobian(modules: list[nn.Module], model: nn.Module, x: Tensor) -
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _functional(model: nn.Module) -> tuple[Callable[[dict, Tensor], Tensor], dict[str, Tensor]]:
+def scalar_function(
+    model: nn.Module, tool: str = "empirical NTK tools"
+) -> tuple[Callable[[dict, Tensor], Tensor], dict[str, Tensor]]:
+    """``(f, params)``: ``f(p, x)`` is ``model``'s scalar output on one input ``x`` (no batch dimension) with the
+    parameters ``p`` (a dict by name), through :func:`torch.func.functional_call`, so that :mod:`torch.func`
+    transforms can differentiate it in ``p`` and in ``x``; ``params`` holds the model's parameters, detached.
+    ``f`` raises a :class:`ValueError` naming ``tool`` when the model's output is not a scalar. The Jacobian
+    contraction here and :func:`lnn.anisotropy.mixed_derivative` (the mixed derivative in ``x`` and ``p``) use it.
+
+    Examples
+    --------
+    >>> net = nn.Linear(3, 1, dtype=torch.float64)
+    >>> f, params = scalar_function(net)
+    >>> x = torch.ones(3, dtype=torch.float64)
+    >>> bool(torch.allclose(f(params, x), net(x[None])[0, 0]))
+    True
+    """
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
     def f_single(p: dict, x: Tensor) -> Tensor:
         out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
         if out.numel() != 1:
-            raise ValueError(f"empirical NTK tools need a scalar-output model; model(x) gave {out.numel()} outputs")
+            raise ValueError(f"{tool} need a scalar-output model; model(x) gave {out.numel()} outputs")
         return out.reshape(())
 
     return f_single, params
 
 
 def _generic_jacobian(model: nn.Module, x: Tensor, chunk_size: int | None) -> Tensor:
-    f_single, params = _functional(model)
+    f_single, params = scalar_function(model)
     P = sum(p.numel() for p in params.values())
     step = _chunk(chunk_size, P)
     jac = vmap(jacrev(f_single), in_dims=(None, 0))
